@@ -1,0 +1,41 @@
+# The README's two commands are `make run` and `make test`; everything else supports them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+EXTRAS ?= dev,test,bench
+
+.PHONY: setup run test check proto openapi bench system-deps clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@bash tools/system_deps.sh
+	@touch $@
+
+## Start the main job on the embedded defaults (SQLite under ./data, no Redis).
+run: setup
+	$(VENV)/bin/aitbc-coordinator
+
+## Run the whole test suite.
+test: setup
+	$(VENV)/bin/pytest
+
+## Contract checks: buf lint/format/breaking, generated code, googleapis copy, OpenAPI copy.
+check: setup
+	$(PY) tools/check_contracts.py
+
+## Regenerate gen/ from proto/ (and refresh the googleapis copy).
+proto: setup
+	$(PY) tools/sync_googleapis.py
+	buf format -w
+	buf generate
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Coordinator: job lifecycle, miner streams, leases, persistence, access control."""

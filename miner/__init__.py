@@ -1,0 +1,1 @@
+"""Miner agent: stream client, capability probe, executors."""

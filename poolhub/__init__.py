@@ -1,0 +1,1 @@
+"""Pool hub: miner directory, scoring and ranking."""

@@ -1,0 +1,32 @@
+"""Suite-wide fixtures: the real PostgreSQL and Redis servers (skip or fail when absent)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from core.testing import POSTGRES_URL, REDIS_URL, services_required, tcp_reachable
+
+
+def _need(url: str, what: str) -> str:
+    parts = urlsplit(url.replace("+psycopg", ""))
+    host, port = parts.hostname or "127.0.0.1", parts.port or 0
+    if not tcp_reachable(host, port):
+        msg = f"{what} is not reachable at {host}:{port}"
+        if services_required():
+            pytest.fail(f"{msg} and AITBC_REQUIRE_SERVICES=1")
+        pytest.skip(f"{msg} (set AITBC_REQUIRE_SERVICES=1 to make this a failure)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """SQLAlchemy URL of the real PostgreSQL test database."""
+    return _need(POSTGRES_URL, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the real Redis server."""
+    return _need(REDIS_URL, "Redis")
