@@ -1,0 +1,1 @@
+"""Coordinator domain: state machine, dispatch, leases, matching (no grpc, no SQL)."""

@@ -1,0 +1,1 @@
+"""Coordinator persistence: the JobStore protocol and its SQL implementation."""
