@@ -1,0 +1,181 @@
+"""Dispatch: pair queued jobs (priority, then FIFO) with miners that have free credit.
+
+One pass decides every assignment it can in memory (reserving slots), then writes the claims
+concurrently so group commit batches them; a claim that loses its compare-and-set (another
+process took the job, or it was canceled) releases its slot and triggers another pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from coordinator.domain import lifecycle
+from coordinator.domain.book import JobBook
+from coordinator.domain.matching import MinerRanker, mismatch
+from coordinator.domain.model import Job, JobState
+from coordinator.domain.queue import JobQueue, QueuedJob
+from coordinator.domain.sessions import AssignmentOut, MinerSession
+from core import errors
+from core.clock import Clock
+
+log = logging.getLogger(__name__)
+
+# A pass looks at most this many queued jobs that no free miner can take before it stops.
+MAX_SCAN = 2000
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        book: JobBook,
+        sessions: dict[str, MinerSession],
+        ranker: MinerRanker,
+        clock: Clock,
+        on_assigned: Callable[[MinerSession, AssignmentOut], None],
+    ):
+        self.book = book
+        self.queue = JobQueue()
+        self.sessions = sessions
+        self.ranker = ranker
+        self.clock = clock
+        self._on_assigned = on_assigned
+        self._wake = asyncio.Event()
+        self._claims: set[asyncio.Task[None]] = set()
+        self._claiming: set[str] = set()
+        book.listen(self._on_change)
+
+    # -- events -----------------------------------------------------------------------------
+    def kick(self) -> None:
+        self._wake.set()
+
+    def _on_change(self, old: Job | None, new: Job) -> None:
+        if new.state is JobState.QUEUED:
+            if new.job_id not in self._claiming and self.queue.add(new):
+                self.kick()
+        else:
+            self.queue.remove(new.job_id)
+
+    def offer(self, job: Job) -> None:
+        """A QUEUED job seen in the store (restart, or submitted by another process)."""
+        if (
+            job.state is JobState.QUEUED
+            and job.job_id not in self._claiming
+            and self.queue.add(job)
+        ):
+            self.kick()
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self.dispatch_pass()
+            except Exception:  # a bug here must not stop dispatching for good
+                log.exception("dispatch pass failed")
+            await asyncio.sleep(0)
+
+    def dispatch_pass(self) -> int:
+        free = [s for s in self.sessions.values() if s.capacity > 0]
+        if not free or not self.queue:
+            return 0
+        offered = set().union(*(s.profile.offers.keys() for s in free))
+        planned = 0
+        skipped = 0
+        for entry in self.queue.ordered(offered & self.queue.services()):
+            candidates = [
+                s
+                for s in free
+                if s.capacity > 0 and mismatch(entry.service, entry.constraints, s.profile) is None
+            ]
+            if not candidates:
+                skipped += 1
+                if skipped >= MAX_SCAN:
+                    break
+                continue
+            best = self.ranker.rank(entry.service, entry.constraints, candidates)[0]
+            self._plan(entry, best)  # type: ignore[arg-type]
+            planned += 1
+            free = [s for s in free if s.capacity > 0]
+            if not free:
+                break
+        return planned
+
+    def _plan(self, entry: QueuedJob, session: MinerSession) -> None:
+        self.queue.remove(entry.job_id)
+        self._claiming.add(entry.job_id)
+        session.reserved += 1
+        session.last_assigned_mono = self.clock.monotonic()
+        task = asyncio.create_task(self._claim(entry, session))
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _claim(self, entry: QueuedJob, session: MinerSession) -> None:
+        lease_id = "lease_" + secrets.token_hex(16)
+        offer = session.profile.offers[entry.service]
+
+        def transition(job: Job) -> Job | None:
+            if job.state is not JobState.QUEUED:
+                return None
+            return lifecycle.assign(
+                job,
+                miner_id=session.miner_id,
+                lease_id=lease_id,
+                now=self.clock.now(),
+                unit_price=offer.unit_price,
+                unit_type=offer.unit_type,
+            )
+
+        new: Job | None = None
+        try:
+            _, new = await self.book.mutate(entry.job_id, transition)
+        except errors.AitbcError as exc:
+            log.info("claim of %s skipped: %s", entry.job_id, exc.message)
+        except Exception:
+            log.exception("claim of %s failed", entry.job_id)
+        finally:
+            session.reserved -= 1
+            self._claiming.discard(entry.job_id)
+        if new is None:
+            # Lost the race or the job changed; if it is still queued, put it back.
+            job = await self.book.load(entry.job_id)
+            if job is not None:
+                self.offer(job)
+            self.kick()
+            return
+        session.leases[lease_id] = new.job_id
+        self._on_assigned(session, AssignmentOut(lease_id, new, new.deadline_at or 0.0))
+
+    async def settle(self) -> None:
+        """Wait for claims in flight (tests, shutdown)."""
+        while self._claims:
+            await asyncio.gather(*list(self._claims), return_exceptions=True)
+
+    # -- explanations -----------------------------------------------------------------------
+    def why_waiting(self, job: Job) -> str:
+        if job.state is not JobState.QUEUED:
+            return ""
+        online = [s for s in self.sessions.values() if s.connected]
+        if not online:
+            return "no miner is connected"
+        reasons = []
+        matching = []
+        for s in online:
+            why = mismatch(job.service, job.constraints, s.profile)
+            if why is None:
+                matching.append(s)
+            else:
+                reasons.append(f"{s.miner_id}: {why}")
+        if not matching:
+            shown = "; ".join(sorted(reasons)[:3])
+            more = f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""
+            return f"no connected miner can run it: {shown}{more}"
+        draining = sum(1 for s in matching if s.draining)
+        pos = self.queue.position(job.job_id)
+        text = f"waiting for a free slot on {len(matching)} matching miner(s)"
+        if draining:
+            text += f", {draining} of them draining"
+        return text + (f"; position {pos} in the '{job.service}' queue" if pos else "")

@@ -1,0 +1,667 @@
+"""The coordinator's domain façade: what the gRPC servicers call (no grpc, no SQL here)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from coordinator.domain import lifecycle, validation
+from coordinator.domain.book import JobBook
+from coordinator.domain.dispatch import Dispatcher
+from coordinator.domain.matching import DefaultRanker, MinerProfile, MinerRanker
+from coordinator.domain.model import Job, JobState, MinerRecord, ResultRef
+from coordinator.domain.sessions import (
+    AckOut,
+    AssignmentOut,
+    CancelOut,
+    Close,
+    DrainOut,
+    MinerSession,
+)
+from coordinator.domain.settings import Settings
+from coordinator.domain.validation import SubmitSpec
+from coordinator.store.base import IdempotencyConflict, JobFilter, JobStore, Page, ReceiptRecord
+from core import errors
+from core.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+
+class CompletionHook(Protocol):
+    """The receipts seam: called with the COMPLETED job before it is stored; the receipt it
+    returns is written in the same transaction as the completion."""
+
+    def __call__(self, job: Job, session: MinerSession | None) -> ReceiptRecord | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MinerView:
+    record: MinerRecord
+    status: str  # "online" | "draining" | "offline"
+    session: MinerSession | None
+
+
+def request_hash(spec: SubmitSpec) -> str:
+    c = spec.constraints
+    body = {
+        "service": spec.service,
+        "parameters": spec.parameters,
+        "constraints": [
+            list(c.gpu_names),
+            c.min_vram_gb,
+            c.region,
+            list(c.models),
+            c.min_cuda,
+            str(c.max_price) if c.max_price is not None else None,
+            c.priority,
+        ],
+        "ttl_s": spec.ttl_s,
+        "run_timeout_s": spec.run_timeout_s,
+    }
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+class Coordinator:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        ranker: MinerRanker | None = None,
+        on_completed: CompletionHook | None = None,
+    ):
+        self.store = store
+        self.settings = settings or Settings()
+        self.clock = clock or SystemClock()
+        self.book = JobBook(store)
+        self.sessions: dict[str, MinerSession] = {}
+        self.dispatcher = Dispatcher(
+            self.book,
+            self.sessions,
+            ranker or DefaultRanker(),
+            self.clock,
+            self._deliver_assignment,
+        )
+        self.on_completed = on_completed
+        self._watchers: dict[str, set[asyncio.Queue[tuple[str, Job]]]] = {}
+        self._progress: dict[
+            str, tuple[float, str, float, float]
+        ] = {}  # fraction, msg, at, persisted mono
+        self._tasks: list[asyncio.Task[None]] = []
+        self.book.listen(self._on_change)
+
+    # == lifecycle of the service ===========================================================
+    async def start(self, *, background: bool = True) -> None:
+        await self.recover()
+        if background:
+            self._tasks = [
+                asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
+                asyncio.create_task(
+                    self._loop(self.sweep, self.settings.sweep_interval_s), name="sweeper"
+                ),
+                asyncio.create_task(
+                    self._loop(self.refill, self.settings.refill_interval_s), name="refill"
+                ),
+                asyncio.create_task(
+                    self._loop(self.reconcile, self.settings.reconcile_interval_s), name="reconcile"
+                ),
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.dispatcher.settle()
+        for s in list(self.sessions.values()):
+            if s.connected:
+                s.send(Close("coordinator shutting down"))
+                s.pending_event.set()
+
+    async def _loop(self, fn: Callable[[], Any], interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await fn()
+            except Exception:
+                log.exception("%s failed", getattr(fn, "__name__", fn))
+
+    async def recover(self) -> None:
+        """After a restart: leased jobs wait for their miners to come back (or expire)."""
+        mono = self.clock.monotonic()
+        for job in await self.store.leased_jobs():
+            self.book.remember(job)
+            s = self.sessions.get(job.miner_id)
+            if s is None:
+                rec = await self.store.get_miner(job.miner_id)
+                s = self.sessions[job.miner_id] = MinerSession(
+                    miner_id=job.miner_id,
+                    mode=rec.mode if rec else "stream",
+                    profile=MinerProfile(),
+                    interval_s=self.settings.heartbeat_interval_s,
+                    last_seen_mono=mono,
+                    connected=False,
+                )
+            s.leases[job.lease_id] = job.job_id
+        await self.refill()
+
+    # == clients ============================================================================
+    async def submit(
+        self, client_id: str, spec: SubmitSpec, idempotency_key: str = ""
+    ) -> tuple[Job, bool]:
+        if len(idempotency_key) > 128:
+            raise errors.InvalidArgument.field("Idempotency-Key", "at most 128 characters")
+        now = self.clock.now()
+        job = Job(
+            job_id="job_" + secrets.token_hex(16),
+            client_id=client_id,
+            service=spec.service,
+            parameters=spec.parameters,
+            constraints=spec.constraints,
+            ttl_s=spec.ttl_s,
+            run_timeout_s=spec.run_timeout_s,
+            created_at=now,
+            deadline_at=now + spec.ttl_s,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(spec) if idempotency_key else "",
+        )
+        try:
+            return await self.book.insert(job), True
+        except IdempotencyConflict as conflict:
+            existing = conflict.existing
+            if existing.request_hash != job.request_hash:
+                raise errors.AlreadyExists(
+                    "Idempotency-Key was already used with a different request body",
+                    reason="idempotency_key_reused",
+                    metadata={"job_id": existing.job_id},
+                ) from None
+            return await self.view(existing), False
+
+    async def get(self, job_id: str, *, client_id: str | None) -> Job:
+        """The job as stored (with live progress); None client_id means an admin."""
+        validation.job_id(job_id)
+        job = await self.store.get_job(job_id)
+        if job is None or (client_id is not None and job.client_id != client_id):
+            raise errors.NotFound("job", job_id)
+        return await self.view(job)
+
+    async def view(self, job: Job) -> Job:
+        live = self._progress.get(job.job_id)
+        if live and job.state.leased and (job.progress_at or 0) < live[2]:
+            job = replace(
+                job, progress_fraction=live[0], progress_message=live[1], progress_at=live[2]
+            )
+        return job
+
+    def waiting_reason(self, job: Job) -> str:
+        return self.dispatcher.why_waiting(job)
+
+    async def cancel(self, job_id: str, *, client_id: str | None, reason: str = "") -> Job:
+        await self.get(job_id, client_id=client_id)  # existence and ownership (404 otherwise)
+        if len(reason) > 500:
+            raise errors.InvalidArgument.field("reason", "at most 500 characters")
+        _, new = await self.book.mutate(
+            job_id,
+            lambda j: lifecycle.cancel(
+                j, reason=reason or "canceled by the client", now=self.clock.now()
+            ),
+        )
+        assert new is not None
+        return new
+
+    async def list(self, flt: JobFilter, *, page_size: int, cursor: str) -> Page:
+        if page_size > 500:
+            raise errors.InvalidArgument.field("page_size", f"must be at most 500, got {page_size}")
+        return await self.store.list_jobs(flt, limit=page_size or 50, cursor=cursor)
+
+    async def watch(self, job_id: str, *, client_id: str | None) -> AsyncIterator[tuple[str, Job]]:
+        job = await self.get(job_id, client_id=client_id)
+        queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue()
+        self._watchers.setdefault(job_id, set()).add(queue)
+        try:
+            yield "snapshot", job
+            version = job.version
+            while not job.state.terminal:
+                try:
+                    event, job = await asyncio.wait_for(queue.get(), timeout=2.0)
+                except TimeoutError:
+                    # Changes made by another coordinator process reach us through the store.
+                    fresh = await self.store.get_job(job_id)
+                    if fresh is None or fresh.version == version:
+                        continue
+                    event, job = "state", await self.view(fresh)
+                if event == "state" and job.version <= version:
+                    continue
+                version = max(version, job.version)
+                yield event, job
+        finally:
+            watchers = self._watchers.get(job_id)
+            if watchers is not None:
+                watchers.discard(queue)
+                if not watchers:
+                    del self._watchers[job_id]
+
+    # == change fan-out =====================================================================
+    def _on_change(self, old: Job | None, new: Job) -> None:
+        if (
+            old is not None
+            and old.state.leased
+            and (not new.state.leased or new.lease_id != old.lease_id)
+        ):
+            self._progress.pop(new.job_id, None)
+            s = self.sessions.get(old.miner_id)
+            if s is not None and s.leases.pop(old.lease_id, None) is not None:
+                lost = bool(new.attempts) and new.attempts[-1].outcome == "lease_lost"
+                if new.state in (JobState.CANCELED, JobState.EXPIRED) or lost:
+                    s.send(CancelOut(old.lease_id, old.job_id, new.error_message or "lease ended"))
+                self._maybe_forget(s)
+                self.dispatcher.kick()
+        self._publish(new.job_id, "state", new)
+
+    def _publish(self, job_id: str, event: str, job: Job) -> None:
+        for q in self._watchers.get(job_id, ()):
+            q.put_nowait((event, job))
+
+    def _deliver_assignment(self, session: MinerSession, out: AssignmentOut) -> None:
+        if not session.send(out):
+            log.warning("miner %s is not reading its stream; closing it", session.miner_id)
+            session.connected = False
+
+    # == miners =============================================================================
+    def profile(self, caps: dict[str, Any]) -> MinerProfile:
+        return validation.capabilities(caps, services=self.settings.limits.services)
+
+    def _interval(self, interval_ms: int, field: str) -> float:
+        if interval_ms == 0:
+            return self.settings.heartbeat_interval_s
+        if not 1000 <= interval_ms <= 60000:
+            raise errors.InvalidArgument.field(
+                field, f"must be between 1000 and 60000 ms, got {interval_ms}"
+            )
+        return interval_ms / 1000
+
+    async def connect(
+        self,
+        miner_id: str,
+        *,
+        mode: str,
+        caps: dict[str, Any],
+        interval_ms: int = 0,
+        held: list[tuple[str, str]] | None = None,
+        public_key: str = "",
+    ) -> tuple[MinerSession, list[str], list[str]]:
+        """A miner (re)connects: returns its session, the held leases it keeps and those dropped."""
+        profile = self.profile(caps)
+        interval = self._interval(interval_ms, "hello.heartbeat_interval_ms")
+        held = held or []
+        for i, (lease, _job) in enumerate(held):
+            validation.lease_id(lease, f"hello.held_leases[{i}].lease_id")
+        session = MinerSession(
+            miner_id=miner_id,
+            mode=mode,
+            profile=profile,
+            interval_s=interval,
+            last_seen_mono=self.clock.monotonic(),
+            capabilities=caps,
+            public_key=public_key,
+        )
+        old = self.sessions.get(miner_id)
+        carried = dict(old.leases) if old is not None else {}
+        if old is not None:
+            self._end_session(old, "replaced by a newer connection")
+        held_ids = dict(held)
+        kept = [lease for lease in held_ids if lease in carried]
+        dropped = [lease for lease in held_ids if lease not in carried]
+        # A polling miner names its leases per call, so a new registration keeps them all.
+        session.leases = (
+            dict(carried) if mode == "poll" else {lease: carried[lease] for lease in kept}
+        )
+        self.sessions[miner_id] = session
+        # Leases the miner came back without are lost: their jobs go back to the queue.
+        if mode == "stream":
+            for lease, job_id in carried.items():
+                if lease not in held_ids:
+                    await self._lose(
+                        job_id, lease, miner_id, "the miner reconnected without this lease"
+                    )
+        now = self.clock.now()
+        rec = await self.store.get_miner(miner_id) or MinerRecord(
+            miner_id=miner_id, first_seen_at=now
+        )
+        rec.capabilities, rec.mode, rec.last_seen_at = caps, mode, now
+        rec.public_key = public_key or rec.public_key
+        await self.store.upsert_miner(rec)
+        self.dispatcher.kick()
+        return session, kept, dropped
+
+    def _end_session(self, s: MinerSession, reason: str) -> None:
+        if s.connected:
+            s.connected = False
+            s.send(Close(reason))
+        s.pending_event.set()
+
+    def _maybe_forget(self, s: MinerSession) -> None:
+        if not s.connected and not s.leases and self.sessions.get(s.miner_id) is s:
+            del self.sessions[s.miner_id]
+
+    async def disconnect(self, session: MinerSession) -> None:
+        """The stream ended. Leases stay with the miner for the reconnect window."""
+        if self.sessions.get(session.miner_id) is not session:
+            return
+        session.connected = False
+        self._maybe_forget(session)
+        rec = await self.store.get_miner(session.miner_id)
+        if rec is not None:
+            rec.last_seen_at = self.clock.now()
+            await self.store.upsert_miner(rec)
+
+    def session_for(self, miner_id: str, token: str) -> MinerSession:
+        s = self.sessions.get(miner_id)
+        if (
+            s is None
+            or not s.connected
+            or s.mode != "poll"
+            or not secrets.compare_digest(s.session_id, token)
+        ):
+            raise errors.FailedPrecondition(
+                "unknown or expired polling session; register again", reason="unknown_session"
+            )
+        return s
+
+    def seen(self, session: MinerSession) -> None:
+        session.last_seen_mono = self.clock.monotonic()
+
+    def heartbeat(
+        self, session: MinerSession, *, interval_ms: int, lease_ids: list[str], load: float
+    ) -> list[CancelOut]:
+        session.interval_s = (
+            self._interval(interval_ms, "heartbeat.interval_ms")
+            if interval_ms
+            else session.interval_s
+        )
+        if not 0.0 <= load <= 1.0:
+            raise errors.InvalidArgument.field(
+                "heartbeat.load", f"must be between 0 and 1, got {load}"
+            )
+        self.seen(session)
+        session.load = load
+        return [
+            CancelOut(lease, "", "this lease is not yours (ended, canceled or never assigned)")
+            for lease in lease_ids
+            if lease not in session.leases
+        ]
+
+    async def poll(self, session: MinerSession, max_wait_s: int) -> AssignmentOut | None:
+        if max_wait_s > self.settings.max_poll_wait_s:
+            raise errors.InvalidArgument.field(
+                "max_wait_seconds",
+                f"must be at most {self.settings.max_poll_wait_s}, got {max_wait_s}",
+            )
+        self.seen(session)
+        if not session.pending and max_wait_s > 0:
+            session.poll_waiters += 1
+            session.pending_event.clear()
+            self.dispatcher.kick()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(session.pending_event.wait(), timeout=max_wait_s)
+            finally:
+                session.poll_waiters -= 1
+        elif not session.pending:
+            session.poll_waiters += 1
+            self.dispatcher.dispatch_pass()
+            session.poll_waiters -= 1
+            await self.dispatcher.settle()
+        self.seen(session)
+        return session.pending.popleft() if session.pending else None
+
+    def drain(self, session: MinerSession) -> None:
+        session.draining = True
+        session.send(DrainOut("draining: finish held jobs, nothing new will be assigned"))
+
+    def _leased_to(self, job: Job, miner_id: str, lease_id: str) -> bool:
+        return job.miner_id == miner_id and job.lease_id == lease_id
+
+    def _stale(self, job: Job, lease_id: str) -> errors.FailedPrecondition:
+        return errors.FailedPrecondition(
+            f"lease {lease_id} is not the current lease of job {job.job_id} (job is {job.state.value})",
+            reason="stale_lease",
+        )
+
+    async def started(self, miner_id: str, lease_id: str, job_id: str) -> Job:
+        validation.job_id(job_id), validation.lease_id(lease_id)
+
+        def transition(job: Job) -> Job | None:
+            if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
+                raise self._stale(job, lease_id)
+            return (
+                lifecycle.start(job, now=self.clock.now())
+                if job.state is JobState.ASSIGNED
+                else None
+            )
+
+        before, after = await self.book.mutate(job_id, transition)
+        return after or before
+
+    async def progress(
+        self, miner_id: str, lease_id: str, job_id: str, fraction: float, message: str
+    ) -> None:
+        validation.job_id(job_id), validation.lease_id(lease_id)
+        if not 0.0 <= fraction <= 1.0:
+            raise errors.InvalidArgument.field(
+                "progress.fraction", f"must be between 0 and 1, got {fraction}"
+            )
+        message = message[:500]
+        job = await self.book.load(job_id)
+        if job is None:
+            raise errors.NotFound("job", job_id)
+        if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
+            raise self._stale(job, lease_id)
+        if job.state is JobState.ASSIGNED:
+            job = await self.started(miner_id, lease_id, job_id)
+        now, mono = self.clock.now(), self.clock.monotonic()
+        prev = self._progress.get(job_id)
+        persisted = prev[3] if prev else mono
+        self._progress[job_id] = (max(fraction, prev[0] if prev else 0.0), message, now, persisted)
+        self._publish(job_id, "progress", await self.view(job))
+        if mono - persisted >= self.settings.progress_persist_interval_s:
+            self._progress[job_id] = (*self._progress[job_id][:3], mono)
+
+            def transition(j: Job) -> Job | None:
+                if not self._leased_to(j, miner_id, lease_id) or not j.state.leased:
+                    return None
+                return lifecycle.progress(j, fraction=fraction, message=message, now=now)
+
+            await self.book.mutate(job_id, transition)
+
+    async def deliver_result(
+        self, miner_id: str, lease_id: str, job_id: str, result: ResultRef
+    ) -> tuple[Job, bool]:
+        """Complete the job; returns (job, True) or (job, False) for a duplicate of an accepted result."""
+        validation.job_id(job_id), validation.lease_id(lease_id)
+        session = self.sessions.get(miner_id)
+
+        def transition(job: Job) -> Job | None:
+            if not self._leased_to(job, miner_id, lease_id):
+                raise self._stale(job, lease_id)
+            if job.state is JobState.COMPLETED:
+                if job.result is not None and job.result.sha256 == result.sha256:
+                    return None
+                raise errors.FailedPrecondition(
+                    f"job {job_id} already completed with a different result",
+                    reason="result_conflict",
+                )
+            if not job.state.leased:
+                raise self._stale(job, lease_id)
+            return lifecycle.complete(job, result=result, now=self.clock.now())
+
+        hook = self.on_completed
+        before, after = await self.book.mutate(
+            job_id, transition, receipt=(lambda j: hook(j, session)) if hook else None
+        )
+        if after is None:
+            return before, False
+        await self.store.record_miner_outcome(
+            miner_id,
+            completed=True,
+            duration_ms=int(((after.finished_at or 0) - (after.started_at or 0)) * 1000),
+        )
+        return after, True
+
+    async def fail(
+        self, miner_id: str, lease_id: str, job_id: str, *, code: str, message: str, retryable: bool
+    ) -> Job:
+        validation.job_id(job_id), validation.lease_id(lease_id)
+        code = validation.failure_code(code)
+        message = message[:2000]
+
+        def transition(job: Job) -> Job | None:
+            if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
+                if job.state is JobState.FAILED and self._leased_to(job, miner_id, lease_id):
+                    return None  # a repeated failure report changes nothing
+                raise self._stale(job, lease_id)
+            return lifecycle.retry_or_fail(
+                job,
+                outcome="failed",
+                code=code,
+                message=message,
+                retryable=retryable,
+                now=self.clock.now(),
+                max_attempts=self.settings.max_attempts,
+            )
+
+        before, after = await self.book.mutate(job_id, transition)
+        if after is not None:
+            await self.store.record_miner_outcome(miner_id, completed=False, duration_ms=0)
+        return after or before
+
+    async def _lose(self, job_id: str, lease_id: str, miner_id: str, why: str) -> None:
+        def transition(job: Job) -> Job | None:
+            if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
+                return None
+            return lifecycle.retry_or_fail(
+                job,
+                outcome="lease_lost",
+                code="miner_lost",
+                message=why,
+                retryable=True,
+                now=self.clock.now(),
+                max_attempts=self.settings.max_attempts,
+            )
+
+        try:
+            await self.book.mutate(job_id, transition)
+        except errors.NotFound:
+            pass
+
+    # == background work ====================================================================
+    async def sweep(self) -> None:
+        """Liveness (silent miners lose their leases) and expiry (queue TTL, run timeout)."""
+        mono = self.clock.monotonic()
+        for s in list(self.sessions.values()):
+            limit = self.settings.missed_heartbeats * s.interval_s
+            if s.silent_for(mono) > limit:
+                self._end_session(s, "missed heartbeats")
+                if self.sessions.get(s.miner_id) is s:
+                    del self.sessions[s.miner_id]
+                why = f"miner {s.miner_id} silent for {s.silent_for(mono):.1f} s (> {limit:.1f} s)"
+                await asyncio.gather(
+                    *(self._lose(j, lease, s.miner_id, why) for lease, j in list(s.leases.items()))
+                )
+                s.leases.clear()
+        now = self.clock.now()
+        due = await self.store.due_jobs(now, limit=1000)
+
+        def transition(job: Job) -> Job | None:
+            if job.state.terminal or job.deadline_at is None or job.deadline_at > now:
+                return None
+            return lifecycle.expire(job, now=now)
+
+        await asyncio.gather(
+            *(self.book.mutate(j.job_id, transition) for j in due), return_exceptions=True
+        )
+
+    async def refill(self) -> None:
+        """Queued jobs in the store that this process does not know yet (other processes)."""
+        for job in await self.store.queued_jobs(limit=self.settings.refill_limit):
+            self.dispatcher.offer(job)
+
+    async def reconcile(self) -> None:
+        """Leases ended elsewhere (another process canceled the job): tell the miner, free the slot."""
+        held = {
+            job_id: (s, lease) for s in self.sessions.values() for lease, job_id in s.leases.items()
+        }
+        if not held:
+            return
+        for job in await self.store.get_jobs(list(held)):
+            s, lease = held[job.job_id]
+            if job.lease_id != lease or not job.state.leased:
+                if s.leases.pop(lease, None) is not None:
+                    s.send(CancelOut(lease, job.job_id, job.error_message or "lease ended"))
+                    self.book.remember(job)
+                    self._maybe_forget(s)
+                    self.dispatcher.kick()
+
+    # == admin ==============================================================================
+    async def miners(self) -> list[MinerView]:
+        out = []
+        known = {r.miner_id: r for r in await self.store.list_miners()}
+        for miner_id in sorted(set(known) | set(self.sessions)):
+            s = self.sessions.get(miner_id)
+            rec = known.get(miner_id) or MinerRecord(miner_id=miner_id)
+            if s is not None and s.connected:
+                status = "draining" if s.draining else "online"
+            else:
+                status = "offline"
+            out.append(MinerView(rec, status, s))
+        return out
+
+    async def stats(self, window_s: int) -> dict[str, Any]:
+        if window_s and not 10 <= window_s <= 86400:
+            raise errors.InvalidArgument.field(
+                "window_seconds", f"must be between 10 and 86400, got {window_s}"
+            )
+        window_s = window_s or 300
+        now = self.clock.now()
+        counts = await self.store.count_by_state()
+        finished = await self.store.finished_between(now - window_s, now)
+        lat = sorted((f - c) * 1000 for c, f in finished)
+
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0
+
+        views = await self.miners()
+        return {
+            "jobs_by_state": {s.value: counts.get(s, 0) for s in JobState},
+            "miners_online": sum(v.status == "online" for v in views),
+            "miners_draining": sum(v.status == "draining" for v in views),
+            "miners_offline": sum(v.status == "offline" for v in views),
+            "queue_depth": counts.get(JobState.QUEUED, 0),
+            "window_seconds": window_s,
+            "completed_in_window": len(lat),
+            "throughput_per_second": len(lat) / window_s,
+            "latency_p50_ms": pct(0.5),
+            "latency_p99_ms": pct(0.99),
+        }
+
+    def ack(
+        self, session: MinerSession, lease_id: str, job_id: str, exc: errors.AitbcError | None
+    ) -> None:
+        if exc is None:
+            session.send(AckOut(lease_id, job_id, True))
+        else:
+            session.send(
+                AckOut(lease_id, job_id, False, exc.reason or exc.code.name.lower(), exc.message)
+            )

@@ -1,0 +1,36 @@
+"""Domain settings (plain values; coordinator/config.py maps the AITBC_* environment onto them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coordinator.domain.validation import Limits
+
+DEFAULT_SERVICES = frozenset(
+    {"ffmpeg", "blender", "llm", "whisper", "stable-diffusion", "echo", "sha256", "sleep"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    limits: Limits = field(
+        default_factory=lambda: Limits(
+            services=DEFAULT_SERVICES,
+            max_payload_bytes=256 * 1024,
+            default_ttl_s=3600,
+            max_ttl_s=7 * 86400,
+            default_run_timeout_s=3600,
+            max_run_timeout_s=7 * 86400,
+            max_inline_result_bytes=1024 * 1024,
+        )
+    )
+    max_attempts: int = 3
+    heartbeat_interval_s: float = 5.0
+    missed_heartbeats: int = 3
+    sweep_interval_s: float = 1.0
+    reconcile_interval_s: float = 5.0
+    refill_interval_s: float = 1.0
+    refill_limit: int = 5000
+    progress_persist_interval_s: float = 2.0
+    max_poll_wait_s: int = 60
+    coordinator_id: str = "coordinator-1"

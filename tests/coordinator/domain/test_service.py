@@ -1,0 +1,353 @@
+"""Domain behaviour of the coordinator with a fake clock and the in-memory store."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator.domain import validation
+from coordinator.domain.model import JobState, ResultRef
+from coordinator.domain.service import Coordinator
+from coordinator.domain.sessions import AckOut, AssignmentOut, CancelOut, Close, DrainOut
+from coordinator.domain.settings import Settings
+from coordinator.store.memory import MemoryJobStore
+from core import errors
+from core.clock import FakeClock
+
+CAPS = {"slots": 1, "region": "eu-west", "services": [{"service": "echo", "unit_price": "0.5"}]}
+
+
+def spec(
+    coord, service="echo", *, priority=0, region="", max_price="", ttl=0, run_timeout=0, models=()
+):
+    return validation.submit(
+        service=service,
+        parameters={"x": 1},
+        gpu_names=[],
+        min_vram_gb=0,
+        region=region,
+        models=list(models),
+        min_cuda="",
+        max_price=max_price,
+        priority=priority,
+        ttl_s=ttl,
+        run_timeout_s=run_timeout,
+        limits=coord.settings.limits,
+    )
+
+
+@pytest.fixture
+async def env():
+    clock = FakeClock()
+    store = MemoryJobStore()
+    coord = Coordinator(store, settings=Settings(), clock=clock)
+    await coord.start(background=False)
+    yield coord, clock, store
+    await coord.stop()
+
+
+async def pump(coord):
+    coord.dispatcher.dispatch_pass()
+    await coord.dispatcher.settle()
+
+
+def drain_outbox(session):
+    out = []
+    while not session.outbox.empty():
+        out.append(session.outbox.get_nowait())
+    return out
+
+
+def assignments(session):
+    return [m for m in drain_outbox(session) if isinstance(m, AssignmentOut)]
+
+
+RESULT = ResultRef(sha256=validation.canonical_sha256({"ok": True}), inline={"ok": True})
+
+
+async def test_happy_path_stream(env):
+    coord, clock, _ = env
+    job, created = await coord.submit("alice", spec(coord))
+    assert created and job.state is JobState.QUEUED
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    assert a.job.job_id == job.job_id and a.job.state is JobState.ASSIGNED
+    assert s.free_slots == 0
+    await coord.started("m1", a.lease_id, job.job_id)
+    await coord.progress("m1", a.lease_id, job.job_id, 0.5, "half")
+    assert (await coord.get(job.job_id, client_id="alice")).progress_fraction == 0.5
+    done, fresh = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    assert fresh and done.state is JobState.COMPLETED and done.result == RESULT
+    assert s.free_slots == 1
+    (rec,) = [m for m in await coord.miners()]
+    assert rec.record.completed == 1 and rec.status == "online"
+
+
+async def test_priority_then_fifo_and_slot_gating(env):
+    coord, clock, _ = env
+    low1, _ = await coord.submit("alice", spec(coord))
+    await clock.advance(1)
+    low2, _ = await coord.submit("alice", spec(coord))
+    await clock.advance(1)
+    high, _ = await coord.submit("alice", spec(coord, priority=5))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    order = []
+    for _ in range(3):
+        await pump(coord)
+        (a,) = assignments(s)  # one slot: exactly one assignment at a time
+        order.append(a.job.job_id)
+        await pump(coord)
+        assert assignments(s) == []  # nothing more until the slot frees
+        await coord.deliver_result("m1", a.lease_id, a.job.job_id, RESULT)
+    assert order == [high.job_id, low1.job_id, low2.job_id]
+
+
+async def test_matching_price_region_and_waiting_reason(env):
+    coord, clock, _ = env
+    cheap, _ = await coord.submit("alice", spec(coord, max_price="0.1"))
+    us, _ = await coord.submit("alice", spec(coord, region="us-east"))
+    ok, _ = await coord.submit("alice", spec(coord, region="eu-west", max_price="1"))
+    s, _, _ = await coord.connect("m1", mode="stream", caps={**CAPS, "slots": 4})
+    await pump(coord)
+    assert [a.job.job_id for a in assignments(s)] == [ok.job_id]
+    why = coord.waiting_reason(await coord.get(cheap.job_id, client_id="alice"))
+    assert "price 0.5 > max_price 0.1" in why
+    assert "region 'eu-west' != 'us-east'" in coord.waiting_reason(
+        await coord.get(us.job_id, client_id="alice")
+    )
+
+
+async def test_idempotency(env):
+    coord, *_ = env
+    a, created_a = await coord.submit("alice", spec(coord), "key-1")
+    b, created_b = await coord.submit("alice", spec(coord), "key-1")
+    assert created_a and not created_b and a.job_id == b.job_id
+    c, created_c = await coord.submit("bob", spec(coord), "key-1")  # keys are per client
+    assert created_c and c.job_id != a.job_id
+    with pytest.raises(errors.AlreadyExists):
+        await coord.submit("alice", spec(coord, priority=3), "key-1")
+
+
+async def test_cancel_queued_and_running_pushes_cancel(env):
+    coord, *_ = env
+    q, _ = await coord.submit("alice", spec(coord))
+    assert (await coord.cancel(q.job_id, client_id="alice")).state is JobState.CANCELED
+    r, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    with pytest.raises(errors.NotFound):
+        await coord.cancel(r.job_id, client_id="mallory")
+    canceled = await coord.cancel(r.job_id, client_id="alice", reason="changed my mind")
+    assert canceled.state is JobState.CANCELED
+    (c,) = drain_outbox(s)
+    assert isinstance(c, CancelOut) and c.lease_id == a.lease_id
+    assert s.free_slots == 1
+    with pytest.raises(errors.FailedPrecondition) as exc:
+        await coord.cancel(r.job_id, client_id="alice")
+    assert exc.value.reason == "not_cancelable"
+    with pytest.raises(errors.FailedPrecondition) as exc:  # a late result never revives it
+        await coord.deliver_result("m1", a.lease_id, r.job_id, RESULT)
+    assert exc.value.reason == "stale_lease"
+
+
+async def test_silent_miner_loses_lease_and_job_completes_elsewhere(env):
+    coord, clock, _ = env
+    job, _ = await coord.submit("alice", spec(coord))
+    s1, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a1,) = assignments(s1)
+    s2, _, _ = await coord.connect("m2", mode="stream", caps=CAPS)
+    await clock.advance(5 * 3 + 0.5)
+    coord.seen(s2)
+    await coord.sweep()
+    requeued = await coord.get(job.job_id, client_id="alice")
+    assert requeued.state is JobState.QUEUED and requeued.attempt == 2
+    assert requeued.attempts[0].outcome == "lease_lost"
+    await pump(coord)
+    (a2,) = assignments(s2)
+    await coord.deliver_result("m2", a2.lease_id, job.job_id, RESULT)
+    with pytest.raises(errors.FailedPrecondition):
+        await coord.deliver_result("m1", a1.lease_id, job.job_id, RESULT)
+    done = await coord.get(job.job_id, client_id="alice")
+    assert done.state is JobState.COMPLETED and done.miner_id == "m2"
+
+
+async def test_retry_budget_exhausted(env):
+    coord, *_ = env
+    job, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    for n in range(3):
+        await pump(coord)
+        (a,) = assignments(s)
+        assert a.job.attempt == n + 1
+        await coord.fail(
+            "m1", a.lease_id, job.job_id, code="gpu_oom", message="out of memory", retryable=True
+        )
+    failed = await coord.get(job.job_id, client_id="alice")
+    assert failed.state is JobState.FAILED and failed.error_code == "retry_budget_exhausted"
+    assert failed.error_message.count("gpu_oom") == 3 and "attempt 3 on m1" in failed.error_message
+
+
+async def test_non_retryable_failure_fails_at_once(env):
+    coord, *_ = env
+    job, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    failed = await coord.fail(
+        "m1", a.lease_id, job.job_id, code="bad_params", message="crf: too big", retryable=False
+    )
+    assert failed.state is JobState.FAILED and failed.error_code == "bad_params"
+
+
+async def test_duplicate_result_is_acknowledged_and_changes_nothing(env):
+    coord, *_ = env
+    job, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    first, fresh = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    again, fresh2 = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    assert fresh and not fresh2 and again.version == first.version
+    other = ResultRef(sha256=validation.canonical_sha256(2), inline=2)
+    with pytest.raises(errors.FailedPrecondition):
+        await coord.deliver_result("m1", a.lease_id, job.job_id, other)
+    (m,) = await coord.miners()
+    assert m.record.completed == 1
+
+
+async def test_reconnect_within_window_keeps_lease(env):
+    coord, clock, _ = env
+    job, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    await coord.disconnect(s)
+    await clock.advance(8)
+    await coord.sweep()
+    s2, kept, dropped = await coord.connect(
+        "m1",
+        mode="stream",
+        caps=CAPS,
+        held=[(a.lease_id, job.job_id), ("lease_" + "0" * 32, job.job_id)],
+    )
+    assert kept == [a.lease_id] and dropped == ["lease_" + "0" * 32]
+    done, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    assert done.state is JobState.COMPLETED and done.attempt == 1
+
+
+async def test_reconnect_without_lease_requeues(env):
+    coord, clock, _ = env
+    job, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    assignments(s)
+    await coord.connect("m1", mode="stream", caps=CAPS, held=[])
+    assert isinstance(s.outbox.get_nowait(), Close)  # the old stream is told to go away
+    j = await coord.get(job.job_id, client_id="alice")
+    assert j.state is JobState.QUEUED and j.attempt == 2
+
+
+async def test_queue_ttl_and_run_timeout_by_sweeper(env):
+    coord, clock, _ = env
+    waiting, _ = await coord.submit("alice", spec(coord, service="sleep", ttl=10))
+    running, _ = await coord.submit("alice", spec(coord, run_timeout=30))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    await coord.started("m1", a.lease_id, running.job_id)
+    for _ in range(4):
+        await clock.advance(4)
+        coord.seen(s)
+        await coord.sweep()
+    assert (await coord.get(waiting.job_id, client_id="alice")).state is JobState.EXPIRED
+    assert (await coord.get(running.job_id, client_id="alice")).state is JobState.RUNNING
+    for _ in range(4):
+        await clock.advance(4)
+        coord.seen(s)
+        await coord.sweep()
+    expired = await coord.get(running.job_id, client_id="alice")
+    assert expired.state is JobState.EXPIRED and expired.error_code == "run_timeout"
+    assert any(isinstance(m, CancelOut) for m in drain_outbox(s))
+
+
+async def test_drain_finishes_held_and_takes_nothing_new(env):
+    coord, *_ = env
+    first, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    coord.drain(s)
+    assert isinstance(s.outbox.get_nowait(), DrainOut)
+    second, _ = await coord.submit("alice", spec(coord))
+    await coord.deliver_result("m1", a.lease_id, first.job_id, RESULT)
+    await pump(coord)
+    assert assignments(s) == []
+    assert [v.status for v in await coord.miners()] == ["draining"]
+    assert (await coord.get(second.job_id, client_id="alice")).state is JobState.QUEUED
+
+
+async def test_poll_miner(env):
+    coord, *_ = env
+    s, _, _ = await coord.connect("p1", mode="poll", caps=CAPS)
+    assert await coord.poll(s, 0) is None
+    job, _ = await coord.submit("alice", spec(coord))
+    assert coord.session_for("p1", s.session_id) is s
+    with pytest.raises(errors.FailedPrecondition):
+        coord.session_for("p1", "wrong")
+    a = await coord.poll(s, 0)
+    assert a is not None and a.job.job_id == job.job_id
+    done, _ = await coord.deliver_result("p1", a.lease_id, job.job_id, RESULT)
+    assert done.state is JobState.COMPLETED
+
+
+async def test_restart_recovers_leases(env):
+    coord, clock, store = env
+    job, _ = await coord.submit("alice", spec(coord))
+    queued, _ = await coord.submit("alice", spec(coord, service="sleep"))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    # a new coordinator on the same store (the old process is gone)
+    coord2 = Coordinator(store, settings=Settings(), clock=clock)
+    await coord2.start(background=False)
+    assert queued.job_id in coord2.dispatcher.queue
+    s2, kept, _ = await coord2.connect(
+        "m1", mode="stream", caps=CAPS, held=[(a.lease_id, job.job_id)]
+    )
+    assert kept == [a.lease_id]
+    done, _ = await coord2.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    assert done.state is JobState.COMPLETED
+    await coord2.stop()
+
+
+async def test_restart_miner_never_returns_requeues(env):
+    coord, clock, store = env
+    job, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    coord2 = Coordinator(store, settings=Settings(), clock=clock)
+    await coord2.start(background=False)
+    await clock.advance(16)
+    await coord2.sweep()
+    j = await coord2.get(job.job_id, client_id="alice")
+    assert j.state is JobState.QUEUED and j.attempt == 2
+    await coord2.stop()
+
+
+async def test_heartbeat_reports_unknown_leases(env):
+    coord, *_ = env
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    cancels = coord.heartbeat(s, interval_ms=2000, lease_ids=["lease_" + "1" * 32], load=0.1)
+    assert [c.lease_id for c in cancels] == ["lease_" + "1" * 32] and s.interval_s == 2.0
+    with pytest.raises(errors.InvalidArgument):
+        coord.heartbeat(s, interval_ms=10, lease_ids=[], load=0.1)
+
+
+async def test_ack_codes(env):
+    coord, *_ = env
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    coord.ack(s, "l", "j", errors.FailedPrecondition("x", reason="stale_lease"))
+    (ack,) = drain_outbox(s)
+    assert isinstance(ack, AckOut) and not ack.accepted and ack.code == "stale_lease"
