@@ -4,5 +4,8 @@ import sys
 
 
 def main() -> None:
-    print("aitbc-coordinator: the coordinator service is being built; nothing serves yet.", file=sys.stderr)
+    print(
+        "aitbc-coordinator: the coordinator service is being built; nothing serves yet.",
+        file=sys.stderr,
+    )
     raise SystemExit(2)

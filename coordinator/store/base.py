@@ -87,7 +87,9 @@ class JobStore(Protocol):
     async def finished_between(self, since: float, until: float) -> list[tuple[float, float]]:
         """(created_at, finished_at) of jobs COMPLETED in [since, until], for stats."""
 
-    async def list_receipts(self, job_id: str, *, limit: int, cursor: str = "") -> tuple[list[ReceiptRecord], str]:
+    async def list_receipts(
+        self, job_id: str, *, limit: int, cursor: str = ""
+    ) -> tuple[list[ReceiptRecord], str]:
         """Receipts of a job, oldest first; returns (records, next_cursor)."""
 
     async def upsert_miner(self, miner: MinerRecord) -> None: ...
@@ -96,5 +98,7 @@ class JobStore(Protocol):
 
     async def list_miners(self) -> list[MinerRecord]: ...
 
-    async def record_miner_outcome(self, miner_id: str, *, completed: bool, duration_ms: int) -> None:
+    async def record_miner_outcome(
+        self, miner_id: str, *, completed: bool, duration_ms: int
+    ) -> None:
         """Add one completed (or failed) job and its duration to the miner's counters."""

@@ -65,7 +65,7 @@ RESULT = ResultRef(sha256=validation.canonical_sha256({"ok": True}), inline={"ok
 
 
 async def test_happy_path_stream(env):
-    coord, clock, _ = env
+    coord, _clock, _ = env
     job, created = await coord.submit("alice", spec(coord))
     assert created and job.state is JobState.QUEUED
     s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
@@ -103,7 +103,7 @@ async def test_priority_then_fifo_and_slot_gating(env):
 
 
 async def test_matching_price_region_and_waiting_reason(env):
-    coord, clock, _ = env
+    coord, _clock, _ = env
     cheap, _ = await coord.submit("alice", spec(coord, max_price="0.1"))
     us, _ = await coord.submit("alice", spec(coord, region="us-east"))
     ok, _ = await coord.submit("alice", spec(coord, region="eu-west", max_price="1"))
@@ -226,7 +226,7 @@ async def test_reconnect_within_window_keeps_lease(env):
     await coord.disconnect(s)
     await clock.advance(8)
     await coord.sweep()
-    s2, kept, dropped = await coord.connect(
+    _s2, kept, dropped = await coord.connect(
         "m1",
         mode="stream",
         caps=CAPS,
@@ -238,7 +238,7 @@ async def test_reconnect_within_window_keeps_lease(env):
 
 
 async def test_reconnect_without_lease_requeues(env):
-    coord, clock, _ = env
+    coord, _clock, _ = env
     job, _ = await coord.submit("alice", spec(coord))
     s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
     await pump(coord)
@@ -313,7 +313,7 @@ async def test_restart_recovers_leases(env):
     coord2 = Coordinator(store, settings=Settings(), clock=clock)
     await coord2.start(background=False)
     assert queued.job_id in coord2.dispatcher.queue
-    s2, kept, _ = await coord2.connect(
+    _s2, kept, _ = await coord2.connect(
         "m1", mode="stream", caps=CAPS, held=[(a.lease_id, job.job_id)]
     )
     assert kept == [a.lease_id]
@@ -325,7 +325,7 @@ async def test_restart_recovers_leases(env):
 async def test_restart_miner_never_returns_requeues(env):
     coord, clock, store = env
     job, _ = await coord.submit("alice", spec(coord))
-    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    _s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
     await pump(coord)
     coord2 = Coordinator(store, settings=Settings(), clock=clock)
     await coord2.start(background=False)
