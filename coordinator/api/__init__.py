@@ -1,0 +1,1 @@
+"""Coordinator gRPC servicers: transport only, a few lines per RPC."""

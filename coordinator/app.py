@@ -1,0 +1,158 @@
+"""Assembles the coordinator: store -> domain -> gRPC server (+ pipeline) -> REST gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import uvicorn
+from aitbc.coordinator.v1 import admin_service_pb2 as admin_pb
+from aitbc.coordinator.v1 import admin_service_pb2_grpc as admin_grpc
+from aitbc.coordinator.v1 import job_service_pb2 as job_svc_pb
+from aitbc.coordinator.v1 import job_service_pb2_grpc as job_grpc
+from aitbc.coordinator.v1 import miner_service_pb2 as miner_pb
+from aitbc.coordinator.v1 import miner_service_pb2_grpc as miner_grpc
+from prometheus_client import CollectorRegistry
+
+from coordinator import devkeys
+from coordinator.api.admin import AdminServicer
+from coordinator.api.jobs import JobServicer
+from coordinator.api.miners import MinerServicer
+from coordinator.auth import KeyAuthenticator, parse_keys
+from coordinator.config import CoordinatorConfig
+from coordinator.domain.service import Coordinator
+from coordinator.store.base import JobStore
+from coordinator.store.sql import SqlJobStore
+from core.clock import Clock
+from core.gateway import GatewayConfig, create_gateway_app
+from core.interceptors import GrpcMetrics, ServerPipeline
+from core.server import RunningServer, ServiceBinding, create_server
+
+log = logging.getLogger(__name__)
+
+SERVICES = (
+    job_svc_pb.DESCRIPTOR.services_by_name["JobService"],
+    miner_pb.DESCRIPTOR.services_by_name["MinerService"],
+    admin_pb.DESCRIPTOR.services_by_name["AdminService"],
+)
+
+
+def key_entries(config: CoordinatorConfig) -> tuple[list, dict[str, str]]:
+    """Parse the configured keys; with none configured, use (or create) the dev key file."""
+    values = {
+        "AITBC_CLIENT_KEYS": config.client_keys,
+        "AITBC_MINER_KEYS": config.miner_keys,
+        "AITBC_ADMIN_KEYS": config.admin_keys,
+    }
+    if not any(values.values()):
+        values, path, created = devkeys.load_or_create(config.data_dir)
+        log.warning(
+            "no API keys configured: using development keys from %s%s",
+            path,
+            " (just created)" if created else "",
+        )
+    entries = []
+    for role in ("client", "miner", "admin"):
+        name = f"AITBC_{role.upper()}_KEYS"
+        entries += parse_keys(values.get(name, ""), role, name=name)
+    return entries, values
+
+
+@dataclass
+class CoordinatorApp:
+    config: CoordinatorConfig
+    clock: Clock | None = None
+    store: JobStore | None = None
+    coordinator: Coordinator = field(init=False)
+    grpc: RunningServer = field(init=False)
+    http_port: int = 0
+    keys: dict[str, str] = field(default_factory=dict)
+    _uvicorn: uvicorn.Server | None = None
+    _http_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> CoordinatorApp:
+        cfg = self.config
+        entries, self.keys = key_entries(cfg)
+        if self.store is None:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+            self.store = SqlJobStore(cfg.sqlalchemy_url)
+        await self.store.start()
+        self.coordinator = Coordinator(self.store, settings=cfg.settings(), clock=self.clock)
+        await self.coordinator.start()
+        pipeline = ServerPipeline(
+            authenticator=KeyAuthenticator(entries), metrics=GrpcMetrics(CollectorRegistry())
+        )
+        self.grpc = await create_server(
+            [
+                ServiceBinding(
+                    SERVICES[0].full_name,
+                    job_grpc.add_JobServiceServicer_to_server,
+                    JobServicer(self.coordinator),
+                ),
+                ServiceBinding(
+                    SERVICES[1].full_name,
+                    miner_grpc.add_MinerServiceServicer_to_server,
+                    MinerServicer(self.coordinator),
+                ),
+                ServiceBinding(
+                    SERVICES[2].full_name,
+                    admin_grpc.add_AdminServiceServicer_to_server,
+                    AdminServicer(self.coordinator),
+                ),
+            ],
+            config=cfg.server,
+            interceptor=pipeline,
+        )
+        # Close miner streams first so the drain phase is not held up by them.
+        self.grpc.on_shutdown(self.coordinator.stop, phase="drain")
+        self.grpc.on_shutdown(self.store.close)
+        self.grpc.on_shutdown(self._stop_http)
+        if cfg.http_port >= 0:
+            await self._start_http()
+        return self
+
+    async def _start_http(self) -> None:
+        cfg = self.config
+        app = create_gateway_app(
+            SERVICES,
+            target=f"127.0.0.1:{self.grpc.port}",
+            config=GatewayConfig(max_body_bytes=cfg.http_max_body_bytes),
+            title="AITBC coordinator",
+        )
+        self._uvicorn = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=cfg.http_host,
+                port=cfg.http_port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+        )
+        self._http_task = asyncio.create_task(self._uvicorn.serve())
+        while not self._uvicorn.started:
+            if self._http_task.done():
+                self._http_task.result()
+                raise OSError(f"REST gateway could not bind {cfg.http_host}:{cfg.http_port}")
+            await asyncio.sleep(0.01)
+        self.http_port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
+        log.info("rest gateway listening", extra={"address": f"{cfg.http_host}:{self.http_port}"})
+
+    async def _stop_http(self) -> None:
+        if self._uvicorn is not None and self._http_task is not None:
+            self._uvicorn.should_exit = True
+            with contextlib.suppress(Exception):
+                await self._http_task
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc.port}"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    async def stop(self, grace_s: float = 1.0) -> None:
+        await self.grpc.shutdown(grace_s)

@@ -1,0 +1,120 @@
+"""The coordinator's configuration: AITBC_* environment (and .env), loaded once at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator.domain.settings import DEFAULT_SERVICES, Settings
+from coordinator.domain.validation import Limits
+from core.server import ServerConfig
+
+KiB, MiB = 1024, 1024 * 1024
+SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def _f(default, doc: str, **meta):
+    return field(default=default, metadata={"doc": doc, **meta})
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    data_dir: Path = _f(Path("data"), "Directory for the SQLite database, keys and artifacts.")
+    database_url: str = _f(
+        "",
+        "SQLAlchemy URL; empty means SQLite at <data_dir>/coordinator.db. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db",
+    )
+    http_host: str = _f("127.0.0.1", "Address the REST gateway binds.")
+    http_port: int = _f(8080, "REST gateway port; 0 picks a free port.", min=0, max=65535)
+    http_max_body_bytes: int = _f(
+        1 * MiB, "Largest REST request body, bytes (413 above).", min=1024, max=256 * MiB
+    )
+    client_keys: str = _f(
+        "",
+        "Client API keys, comma-separated id=secret pairs (empty: dev keys are generated).",
+        secret=True,
+    )
+    miner_keys: str = _f("", "Miner API keys, comma-separated id=secret pairs.", secret=True)
+    admin_keys: str = _f("", "Admin API keys, comma-separated id=secret pairs.", secret=True)
+    services: tuple[str, ...] = _f(
+        tuple(sorted(DEFAULT_SERVICES)), "Registry services jobs may name."
+    )
+    max_payload_bytes: int = _f(
+        256 * KiB, "Largest job parameters object (JSON), bytes.", min=1024, max=64 * MiB
+    )
+    max_inline_result_bytes: int = _f(
+        1 * MiB,
+        "Largest inline result (JSON), bytes; larger ones are artifacts.",
+        min=1024,
+        max=64 * MiB,
+    )
+    default_ttl_s: int = _f(
+        3600, "Queue wait limit when a job names none, seconds.", min=1, max=30 * 86400
+    )
+    max_ttl_s: int = _f(
+        7 * 86400, "Largest queue wait limit a job may ask for, seconds.", min=1, max=365 * 86400
+    )
+    default_run_timeout_s: int = _f(
+        3600, "Run time limit when a job names none, seconds.", min=1, max=30 * 86400
+    )
+    max_run_timeout_s: int = _f(
+        7 * 86400, "Largest run time limit a job may ask for, seconds.", min=1, max=365 * 86400
+    )
+    max_attempts: int = _f(
+        3, "Tries per job (disconnects and failures count) before it fails.", min=1, max=100
+    )
+    heartbeat_interval_s: float = _f(
+        5.0,
+        "Heartbeat interval miners keep unless they announce their own, seconds.",
+        min=1,
+        max=60,
+    )
+    missed_heartbeats: int = _f(
+        3, "Silent intervals after which a miner loses its leases.", min=2, max=100
+    )
+    sweep_interval_s: float = _f(
+        1.0, "How often expiry and liveness are checked, seconds.", min=0.05, max=60
+    )
+    max_poll_wait_s: int = _f(
+        60, "Longest long-poll a polling miner may ask for, seconds.", min=1, max=300
+    )
+    coordinator_id: str = _f("coordinator-1", "This coordinator's id (in receipts and logs).")
+    log_level: str = _f("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = _f("json", "Log line format.", choices=("json", "text"))
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.services if not SERVICE_RE.match(s)]
+        if bad or not self.services:
+            raise ValueError(
+                f"AITBC_SERVICES: expected lowercase service names like 'ffmpeg', got {bad or 'none'}"
+            )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'coordinator.db').resolve()}"
+
+    def settings(self) -> Settings:
+        return Settings(
+            limits=Limits(
+                services=frozenset(self.services),
+                max_payload_bytes=self.max_payload_bytes,
+                default_ttl_s=self.default_ttl_s,
+                max_ttl_s=self.max_ttl_s,
+                default_run_timeout_s=self.default_run_timeout_s,
+                max_run_timeout_s=self.max_run_timeout_s,
+                max_inline_result_bytes=self.max_inline_result_bytes,
+            ),
+            max_attempts=self.max_attempts,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+            missed_heartbeats=self.missed_heartbeats,
+            sweep_interval_s=self.sweep_interval_s,
+            max_poll_wait_s=self.max_poll_wait_s,
+            coordinator_id=self.coordinator_id,
+        )
+
+    def replace(self, **changes) -> CoordinatorConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,154 @@
+"""A minimal stream miner for tests and benchmarks: speaks MinerService.Connect, nothing more.
+
+The real miner agent (executors, reconnect, artifacts) lives in miner/; this one lets tests
+and benchmarks drive the protocol message by message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import grpc
+from aitbc.coordinator.v1 import job_pb2 as job_pb
+from aitbc.coordinator.v1 import miner_service_pb2 as pb
+from aitbc.coordinator.v1 import miner_service_pb2_grpc as pb_grpc
+from google.protobuf import json_format
+
+_END = object()
+
+
+def caps(
+    slots: int = 1, services: dict[str, str] | None = None, **extra: Any
+) -> pb.MinerCapabilities:
+    offers = services or {"echo": "0.5"}
+    return pb.MinerCapabilities(
+        slots=slots,
+        services=[pb.ServiceOffer(service=s, unit_price=p) for s, p in offers.items()],
+        **extra,
+    )
+
+
+def inline_result(value: Any) -> job_pb.JobResult:
+    r = job_pb.JobResult()
+    json_format.ParseDict(value, r.inline)
+    return r
+
+
+class StreamMiner:
+    def __init__(
+        self,
+        target: str,
+        api_key: str,
+        capabilities: pb.MinerCapabilities,
+        *,
+        held: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        heartbeat_interval_ms: int = 0,
+        channel: grpc.aio.Channel | None = None,
+    ):
+        self.target, self.api_key, self.caps = target, api_key, capabilities
+        self.held = list(held)
+        self.interval_ms = heartbeat_interval_ms
+        self._own_channel = channel is None
+        self.channel = channel
+        self.outgoing: asyncio.Queue[Any] = asyncio.Queue()
+        self.incoming: asyncio.Queue[pb.ConnectResponse] = asyncio.Queue()
+        self.welcome: pb.Welcome | None = None
+        self.call: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        self.error: grpc.aio.AioRpcError | None = None
+
+    async def _requests(self):
+        yield pb.ConnectRequest(
+            hello=pb.Hello(
+                capabilities=self.caps,
+                held_leases=[pb.HeldLease(lease_id=lease, job_id=job) for lease, job in self.held],
+                heartbeat_interval_ms=self.interval_ms,
+            )
+        )
+        while True:
+            msg = await self.outgoing.get()
+            if msg is _END:
+                return
+            yield msg
+
+    async def start(self) -> StreamMiner:
+        if self.channel is None:
+            self.channel = grpc.aio.insecure_channel(self.target)
+        stub = pb_grpc.MinerServiceStub(self.channel)
+        self.call = stub.Connect(self._requests(), metadata=(("x-api-key", self.api_key),))
+        first = await self.call.read()
+        if first is grpc.aio.EOF:
+            raise RuntimeError(f"stream ended before welcome: {await self.call.code()}")
+        self.welcome = first.welcome
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                msg = await self.call.read()
+                if msg is grpc.aio.EOF:
+                    break
+                self.incoming.put_nowait(msg)
+        except grpc.aio.AioRpcError as exc:
+            self.error = exc
+        finally:
+            self.closed.set()
+
+    async def next(self, kind: str | None = None, timeout: float = 10.0) -> pb.ConnectResponse:
+        """The next message (of `kind`, skipping others when given)."""
+        while True:
+            msg = await asyncio.wait_for(self.incoming.get(), timeout)
+            if kind is None or msg.WhichOneof("msg") == kind:
+                return msg
+
+    def send(self, **kw: Any) -> None:
+        self.outgoing.put_nowait(pb.ConnectRequest(**kw))
+
+    def heartbeat(self, lease_ids: list[str] = (), load: float = 0.0, interval_ms: int = 0) -> None:  # type: ignore[assignment]
+        self.send(
+            heartbeat=pb.MinerHeartbeat(
+                interval_ms=interval_ms, lease_ids=list(lease_ids), load=load
+            )
+        )
+
+    def started(self, a: pb.Assignment) -> None:
+        self.send(started=pb.JobStarted(lease_id=a.lease_id, job_id=a.job.job_id))
+
+    def result(self, a: pb.Assignment, value: Any) -> None:
+        self.send(
+            result=pb.JobResultDelivery(
+                lease_id=a.lease_id, job_id=a.job.job_id, result=inline_result(value)
+            )
+        )
+
+    def fail(self, a: pb.Assignment, code: str, message: str, retryable: bool = True) -> None:
+        self.send(
+            failure=pb.JobFailure(
+                lease_id=a.lease_id,
+                job_id=a.job.job_id,
+                code=code,
+                message=message,
+                retryable=retryable,
+            )
+        )
+
+    async def close(self) -> None:
+        """Half-close politely and wait for the coordinator to end the stream."""
+        self.outgoing.put_nowait(_END)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.closed.wait(), 5)
+        await self.abort()
+
+    async def abort(self) -> None:
+        """Drop the connection without a goodbye (a crash, as far as the coordinator knows)."""
+        if self.call is not None:
+            self.call.cancel()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._own_channel and self.channel is not None:
+            await self.channel.close()
