@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; each prints a comparison, not a verdict."""

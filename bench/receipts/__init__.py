@@ -1,0 +1,1 @@
+"""Receipt cryptography benchmark (python -m bench.receipts.run)."""
