@@ -23,12 +23,42 @@ BASELINE = ROOT / "contracts" / "baseline.binpb"
 
 
 # buf and the plugins it runs (`python`, protoc-gen-mypy_grpc) come from this interpreter's venv.
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+}
+
+
+# Things a check skipped (e.g. no git history); printed under the check, never a failure.
+NOTES: list[str] = []
 
 
 def run(*cmd: str, cwd: Path = ROOT) -> tuple[int, str]:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
+    except FileNotFoundError:
+        return 127, f"{cmd[0]}: command not found on PATH"
     return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def _previous_commit_available() -> bool:
+    """True when ROOT itself is a git checkout (not a copy inside some other repository)
+    and has a parent commit (a --depth 1 clone has none)."""
+    if not (ROOT / ".git").exists():
+        NOTES.append("HEAD~1 comparison skipped: not a git checkout")
+        return False
+    rc, top = run("git", "rev-parse", "--show-toplevel")
+    if rc != 0:
+        NOTES.append(f"HEAD~1 comparison skipped: {top or 'git failed'}")
+        return False
+    if Path(top).resolve() != ROOT:
+        NOTES.append(f"HEAD~1 comparison skipped: the checkout's top level is {top}, not {ROOT}")
+        return False
+    rc, _ = run("git", "rev-parse", "--verify", "--quiet", "HEAD~1")
+    if rc != 0:
+        NOTES.append("HEAD~1 comparison skipped: no previous commit (shallow clone?)")
+        return False
+    return True
 
 
 def check_googleapis() -> str | None:
@@ -54,8 +84,7 @@ def check_breaking() -> str | None:
             problems.append(f"against {BASELINE.relative_to(ROOT)}:\n{out}")
     else:
         problems.append(f"missing baseline image {BASELINE.relative_to(ROOT)}")
-    rc, _ = run("git", "rev-parse", "--verify", "--quiet", "HEAD~1")
-    if rc == 0:
+    if _previous_commit_available():
         rc, out = run("buf", "breaking", "proto", "--against", ".git#ref=HEAD~1,subdir=proto")
         # The previous commit may predate proto/ (nothing to compare): only real breaks count.
         if rc != 0 and "had no .proto files" not in out and "does not exist" not in out:
@@ -96,8 +125,11 @@ CHECKS: list[tuple[str, Callable[[], str | None]]] = [
 def main() -> int:
     failed = 0
     for name, check in CHECKS + EXTRA_CHECKS:
+        NOTES.clear()
         problem = check()
         print(f"{'ok  ' if problem is None else 'FAIL'} {name}")
+        for note in NOTES:
+            print(f"     note: {note}")
         if problem:
             failed += 1
             print("     " + problem.replace("\n", "\n     "))
