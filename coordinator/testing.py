@@ -57,6 +57,7 @@ class StreamMiner:
         self.welcome: pb.Welcome | None = None
         self.call: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._stash: list[pb.ConnectResponse] = []
         self.closed = asyncio.Event()
         self.error: grpc.aio.AioRpcError | None = None
 
@@ -99,11 +100,16 @@ class StreamMiner:
             self.closed.set()
 
     async def next(self, kind: str | None = None, timeout: float = 10.0) -> pb.ConnectResponse:
-        """The next message (of `kind`, skipping others when given)."""
-        while True:
-            msg = await asyncio.wait_for(self.incoming.get(), timeout)
+        """The next message (of `kind` when given; other kinds stay for later calls)."""
+        for i, msg in enumerate(self._stash):
             if kind is None or msg.WhichOneof("msg") == kind:
-                return msg
+                return self._stash.pop(i)
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.incoming.get()
+                if kind is None or msg.WhichOneof("msg") == kind:
+                    return msg
+                self._stash.append(msg)
 
     def send(self, **kw: Any) -> None:
         self.outgoing.put_nowait(pb.ConnectRequest(**kw))
@@ -152,3 +158,48 @@ class StreamMiner:
                 await self._reader
         if self._own_channel and self.channel is not None:
             await self.channel.close()
+
+
+class CoordinatorProcess:
+    """`aitbc-coordinator` as a child process (e2e tests): ports come from its ready line."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.grpc_target = ""
+        self.http_base = ""
+
+    async def start(self, timeout: float = 30.0) -> CoordinatorProcess:
+        import os
+        import re
+        import sys
+
+        full_env = {**os.environ, "AITBC_GRPC_PORT": "0", "AITBC_HTTP_PORT": "0", **self.env}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "coordinator.main",
+            env=full_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        m = re.search(rb"gRPC (\S+):(\d+)\s+REST (http://\S+)", line)
+        if m is None:
+            self.proc.kill()
+            raise RuntimeError(f"coordinator did not start: {line!r}")
+        self.grpc_target = f"127.0.0.1:{int(m.group(2))}"
+        self.http_base = m.group(3).decode()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    async def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        return await asyncio.wait_for(self.proc.wait(), timeout)

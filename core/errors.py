@@ -16,12 +16,24 @@ class AitbcError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     # Machine-readable reason (e.g. "stale_lease"), sent as google.rpc.ErrorInfo when set.
     reason: str = ""
+    # REST status when the gRPC->HTTP table's answer is not the one the API documents (e.g.
+    # 409 for cancelling a finished job, a FAILED_PRECONDITION). Sent as `x-http-code`.
+    http_status: int | None = None
 
-    def __init__(self, message: str, *, reason: str = "", metadata: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        http_status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if reason:
             self.reason = reason
+        if http_status is not None:
+            self.http_status = http_status
         self.metadata = dict(metadata or {})
 
     def details(self) -> list[Message]:

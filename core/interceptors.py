@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from core import context as call_context
 from core import logging as log_context
-from core.context import CallState, Principal
+from core.context import X_HTTP_CODE, CallState, Principal
 from core.errors import AitbcError, Unimplemented
 
 log = logging.getLogger("aitbc.grpc")
@@ -306,12 +306,21 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
             call_context.current_call.reset(tokens[0])
             log_context.request_id.reset(tokens[1])
 
-    async def _flush(self, state: CallState, context: Any, *, queued: bool = True) -> None:
+    async def _flush(
+        self,
+        state: CallState,
+        context: Any,
+        *,
+        queued: bool = True,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         if state.headers_sent:
             return
         state.headers_sent = True
         try:
-            await context.send_initial_metadata(state.initial_metadata(include_queued=queued))
+            await context.send_initial_metadata(
+                (*state.initial_metadata(include_queued=queued), *extra)
+            )
         except cygrpc.UsageError:
             log.warning(
                 "handler sent initial metadata itself; queued headers dropped "
@@ -321,8 +330,10 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
 
     async def _abort(self, state: CallState, context: Any, exc: BaseException) -> NoReturn:
         # On errors only x-request-id goes out: queued success headers (x-http-code=201)
-        # must not describe a failed call.
-        await self._flush(state, context, queued=False)
+        # must not describe a failed call. An error may name its own REST status.
+        status = getattr(exc, "http_status", None)
+        extra = ((X_HTTP_CODE, str(status)),) if status else ()
+        await self._flush(state, context, queued=False, extra=extra)
         if isinstance(exc, NotImplementedError):
             exc = Unimplemented(f"{state.method} is not implemented")
         if isinstance(exc, AitbcError):

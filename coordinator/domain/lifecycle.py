@@ -144,6 +144,7 @@ def cancel(job: Job, *, reason: str, now: float) -> Job:
             f"job {job.job_id} is already {job.state.value} and cannot be canceled",
             reason="not_cancelable",
             metadata={"state": job.state.value},
+            http_status=409,
         )
     new = _moved(job, JobState.CANCELED)
     _close_attempt(new, "canceled", reason, now)
