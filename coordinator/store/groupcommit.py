@@ -1,0 +1,207 @@
+"""Group commit: one writer thread runs queued writes in shared transactions, acking after commit.
+
+Callers enqueue an operation (a function of the connection) and await a future. The writer takes
+everything queued (up to batch_max), runs it in one transaction, commits, and only then resolves
+each future with that operation's own outcome. While one batch fsyncs, the next one fills up, so
+the commit rate stays flat as concurrency grows and the throughput follows it.
+
+Isolation of failures without a savepoint per operation: operations are written to be
+conflict-free (INSERT ... ON CONFLICT DO NOTHING, compare-and-set UPDATEs) and report expected
+refusals by returning Rejected(exc). An operation that raises instead makes the writer roll the
+batch back and run it again with a SAVEPOINT around each operation, so only that one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from core.errors import Aborted, AitbcError, Internal, Unavailable
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL deadlock_detected / serialization_failure: the batch rolled back, retry it whole.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An operation's expected refusal: raised to its caller, the batch carries on."""
+
+    exc: BaseException
+
+
+@dataclass(slots=True)
+class WriteOp:
+    run: Callable[[Connection], Any]
+    # Lock-order key: batches sort by it (stable), so two coordinators on one PostgreSQL database
+    # take row locks in the same order and rarely deadlock; per-row order is kept.
+    order: tuple[Any, ...]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map a database-layer exception onto core.errors (core errors pass through)."""
+    if isinstance(exc, AitbcError) or not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, OperationalError):  # connection lost, database locked, disk full...
+        err: AitbcError = Unavailable(f"database unavailable: {exc.orig}")
+    elif isinstance(exc, DBAPIError):
+        err = Internal(f"database rejected the operation: {exc.orig}")
+    else:  # e.g. the driver refusing a value (OverflowError from sqlite3)
+        err = Internal(f"database operation failed: {type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def _retryable(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+    )
+
+
+class _Isolate(Exception):
+    """An operation raised during a plain batch: rerun the batch with savepoints."""
+
+
+class GroupCommitter:
+    def __init__(self, engine: Engine, *, batch_max: int, name: str, retries: int = 5):
+        if batch_max < 1:
+            raise ValueError("batch_max must be >= 1")
+        self._engine = engine
+        self._batch_max = batch_max
+        self._retries = retries
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._closed = False
+        self.commits = 0  # successful batch commits (tests and metrics read it)
+        self.ops = 0  # operations acknowledged by those commits
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(
+        self, run: Callable[[Connection], Any], order: tuple[Any, ...]
+    ) -> asyncio.Future[Any]:
+        if self._closed:
+            raise Unavailable("store is closed")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put(WriteOp(run, order, loop, fut))
+        return fut
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the writer thread (blocking; call from a thread)."""
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _main(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            while len(batch) < self._batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._process(batch)
+        # Anything a caller raced in after stop(): refuse it rather than leave it hanging.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                self._deliver([item], [Rejected(Unavailable("store is closed"))])
+
+    def _process(self, batch: list[WriteOp]) -> None:
+        ordered = sorted(batch, key=lambda op: op.order)
+        try:
+            outcomes = self._commit(ordered)
+        except BaseException as exc:  # nothing was committed: nobody is acknowledged
+            log.warning("group commit of %d writes failed: %r", len(ordered), exc)
+            failure = Rejected(translate(exc))
+            self._deliver(ordered, [failure] * len(ordered))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.commits += 1
+        self.ops += len(ordered)
+        self._deliver(ordered, outcomes)
+
+    def _commit(self, ops: list[WriteOp]) -> list[Any]:
+        isolated = False
+        attempt = 0
+        while True:
+            try:
+                with self._engine.connect() as conn, conn.begin():
+                    return [self._apply(conn, op, isolated) for op in ops]
+            except _Isolate:
+                isolated = True
+            except DBAPIError as exc:
+                attempt += 1
+                if not _retryable(exc):
+                    raise
+                if attempt >= self._retries:
+                    raise Aborted("write conflict persisted; retry", retry_after_s=0.05) from exc
+
+    @staticmethod
+    def _apply(conn: Connection, op: WriteOp, isolated: bool) -> Any:
+        if not isolated:
+            try:
+                return op.run(conn)
+            except Exception as exc:
+                if _retryable(exc):
+                    raise
+                raise _Isolate() from exc
+        savepoint = conn.begin_nested()
+        try:
+            outcome = op.run(conn)
+        except Exception as exc:
+            if _retryable(exc):
+                raise
+            savepoint.rollback()
+            return Rejected(translate(exc))
+        savepoint.commit()
+        return outcome
+
+    @staticmethod
+    def _deliver(ops: list[WriteOp], outcomes: list[Any]) -> None:
+        # One wake-up per event loop per batch, not one per operation.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for op, outcome in zip(ops, outcomes, strict=True):
+            by_loop.setdefault(op.loop, []).append((op.future, outcome))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, pairs)
+            except RuntimeError:  # the caller's loop is closed; nobody is waiting
+                pass
+
+
+def _resolve(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for fut, outcome in pairs:
+        if fut.done():  # the caller was cancelled; the write still happened
+            continue
+        if isinstance(outcome, Rejected):
+            fut.set_exception(outcome.exc)
+        else:
+            fut.set_result(outcome)

@@ -1,0 +1,325 @@
+"""SqlJobStore: the JobStore on SQLAlchemy 2 (SQLite or PostgreSQL) with group commit.
+
+Why the sync engine in threads rather than the async engine: the async drivers (aiosqlite,
+psycopg async) run each statement through a thread hop or an extra event-loop round trip, while
+a group-commit writer executes hundreds of statements back to back; one dedicated writer thread
+on a plain connection does that with no per-statement await, and the event loop only sees one
+future per write. Reads run on a small thread pool with their own connections (WAL lets SQLite
+readers run beside the writer). sqlite3 and psycopg release the GIL while they wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+
+from coordinator.domain.model import Job, JobState, MinerRecord
+from coordinator.store import codec, engines, migrate
+from coordinator.store.base import IdempotencyConflict, JobFilter, Page, ReceiptRecord
+from coordinator.store.groupcommit import GroupCommitter, Rejected, translate
+from coordinator.store.tables import jobs, miners, receipts
+from core.errors import AlreadyExists, InvalidArgument, Unavailable
+
+T = TypeVar("T")
+_LIVE = (JobState.QUEUED.value, JobState.ASSIGNED.value, JobState.RUNNING.value)
+_LEASED = (JobState.ASSIGNED.value, JobState.RUNNING.value)
+_IN_CHUNK = 500  # ids per IN (...) list: well under every backend's bind-parameter limit
+
+_update_job = (
+    jobs.update()
+    .where(jobs.c.job_id == sa.bindparam("b_job_id"), jobs.c.version == sa.bindparam("b_expect"))
+    .values({c: sa.bindparam(c) for c in (*codec.MUTABLE_JOB_COLUMNS, "version")})
+)
+_job_by_key = sa.select(jobs).where(
+    jobs.c.client_id == sa.bindparam("client_id"),
+    jobs.c.idempotency_key == sa.bindparam("idempotency_key"),
+)
+
+
+def _positive(value: int, field: str) -> None:
+    if value < 1:
+        raise InvalidArgument.field(field, "must be at least 1")
+
+
+class SqlJobStore:
+    """JobStore on SQLite (`sqlite:///path/aitbc.db`) or PostgreSQL (`postgresql+psycopg://...`)."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, batch_max: int = 256):
+        _positive(pool_size, "pool_size")
+        _positive(batch_max, "batch_max")
+        self._url = engines.parse_url(url)
+        self._pool_size = pool_size
+        self._batch_max = batch_max
+        self._writer_engine: Engine | None = None
+        self._reader_engine: Engine | None = None
+        self._writer: GroupCommitter | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self.dialect = self._url.get_backend_name()
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        # rowcount of an INSERT is kept only on request; it tells inserted from skipped.
+        keep_rowcount = {"preserve_rowcount": True}
+        self._insert_job = (
+            dialect_insert(jobs).on_conflict_do_nothing().execution_options(**keep_rowcount)
+        )
+        self._insert_receipt = (
+            dialect_insert(receipts).on_conflict_do_nothing().execution_options(**keep_rowcount)
+        )
+        new = dialect_insert(miners)
+        self._upsert_miner = new.on_conflict_do_update(
+            index_elements=[miners.c.miner_id],
+            # Counters belong to record_miner_outcome and first_seen_at to the first sighting.
+            set_={
+                c: new.excluded[c] for c in ("capabilities", "mode", "public_key", "last_seen_at")
+            },
+        )
+        self._add_outcome = new.on_conflict_do_update(
+            index_elements=[miners.c.miner_id],
+            set_={
+                c: miners.c[c] + new.excluded[c]
+                for c in ("completed", "failed", "total_duration_ms")
+            },
+        )
+
+    @property
+    def commits(self) -> int:
+        """Group commits so far (each acknowledges one batch of writes)."""
+        return self._writer.commits if self._writer else 0
+
+    async def start(self) -> None:
+        if self._writer is not None:
+            raise RuntimeError("SqlJobStore.start() called twice")
+        self._writer_engine = engines.writer_engine(self._url)
+        try:
+            await asyncio.to_thread(self._migrate)
+        except BaseException:
+            self._writer_engine.dispose()
+            raise
+        self._reader_engine = engines.reader_engine(self._url, self._pool_size)
+        self._readers = ThreadPoolExecutor(self._pool_size, thread_name_prefix="aitbc-store-read")
+        self._writer = GroupCommitter(
+            self._writer_engine, batch_max=self._batch_max, name="aitbc-store-writer"
+        )
+        self._writer.start()
+
+    def _migrate(self) -> None:
+        assert self._writer_engine is not None
+        with self._writer_engine.connect() as conn, conn.begin():
+            migrate.upgrade(conn)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.stop)
+        if self._readers is not None:
+            self._readers.shutdown(wait=False)
+        for engine in (self._reader_engine, self._writer_engine):
+            if engine is not None:
+                engine.dispose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _write(self, run: Callable[[Connection], Any], order: tuple[Any, ...]) -> Any:
+        if self._writer is None:
+            raise Unavailable("store is not started")
+        return await self._writer.submit(run, order)
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        if self._readers is None or self._reader_engine is None:
+            raise Unavailable("store is not started")
+        engine = self._reader_engine
+
+        def call() -> T:
+            with engine.connect() as conn:
+                return fn(conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, call)
+        except Exception as exc:
+            err = translate(exc)
+            if err is exc:
+                raise
+            raise err from exc
+
+    async def _select_jobs(self, stmt: sa.Select[Any]) -> list[Job]:
+        return await self._read(lambda c: [codec.job_from(m) for m in c.execute(stmt).mappings()])
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def insert_job(self, job: Job) -> Job:
+        row = codec.job_row(job, version=1)  # encode here: a bad value fails only its caller
+        key = row["idempotency_key"]
+
+        def run(conn: Connection) -> Any:
+            if conn.execute(self._insert_job, row).rowcount == 1:
+                return None
+            if key is not None:
+                found = conn.execute(_job_by_key, row).mappings().first()
+                if found is not None:
+                    return Rejected(IdempotencyConflict(codec.job_from(found)))
+            raise AlreadyExists(f"job {job.job_id!r} already exists")
+
+        # Same-key inserts sort together and first, so racing coordinators lock in one order.
+        order = (0, job.client_id, key) if key is not None else (1, job.job_id)
+        await self._write(run, order)
+        job.version = 1
+        return job
+
+    async def update_job(
+        self, job: Job, expect_version: int, *, receipt: ReceiptRecord | None = None
+    ) -> bool:
+        params = codec.job_mutable_values(job)
+        params.update(b_job_id=job.job_id, b_expect=expect_version, version=expect_version + 1)
+        receipt_row = None
+        if receipt is not None:
+            if receipt.job_id != job.job_id:
+                raise InvalidArgument.field("receipt.job_id", "must be the updated job's id")
+            receipt_row = codec.receipt_row(receipt)
+
+        def run(conn: Connection) -> bool:
+            if conn.execute(_update_job, params).rowcount != 1:
+                return False
+            if (
+                receipt_row is not None
+                and conn.execute(self._insert_receipt, receipt_row).rowcount != 1
+            ):
+                # Raising (not Rejected) makes the writer undo this job's update too.
+                raise AlreadyExists(f"receipt {receipt_row['receipt_id']!r} already exists")
+            return True
+
+        applied = await self._write(run, (1, job.job_id))
+        if applied:
+            job.version = expect_version + 1
+        return bool(applied)
+
+    async def upsert_miner(self, miner: MinerRecord) -> None:
+        row = codec.miner_row(miner)
+        await self._write(
+            lambda conn: conn.execute(self._upsert_miner, row) and None, (2, miner.miner_id)
+        )
+
+    async def record_miner_outcome(
+        self, miner_id: str, *, completed: bool, duration_ms: int
+    ) -> None:
+        if duration_ms < 0:
+            raise InvalidArgument.field("duration_ms", "must not be negative")
+        # An outcome for a miner not stored yet creates its row: counts are never dropped.
+        row = codec.miner_row(MinerRecord(miner_id=miner_id))
+        row.update(
+            completed=int(completed), failed=int(not completed), total_duration_ms=duration_ms
+        )
+        await self._write(lambda conn: conn.execute(self._add_outcome, row) and None, (2, miner_id))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        found = await self._select_jobs(sa.select(jobs).where(jobs.c.job_id == job_id))
+        return found[0] if found else None
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs that exist, in the order asked."""
+        wanted = list(dict.fromkeys(job_ids))
+
+        def fetch(conn: Connection) -> dict[str, Job]:
+            out: dict[str, Job] = {}
+            for i in range(0, len(wanted), _IN_CHUNK):
+                stmt = sa.select(jobs).where(jobs.c.job_id.in_(wanted[i : i + _IN_CHUNK]))
+                for m in conn.execute(stmt).mappings():
+                    out[m["job_id"]] = codec.job_from(m)
+            return out
+
+        found = await self._read(fetch) if wanted else {}
+        return [found[i] for i in job_ids if i in found]
+
+    async def list_jobs(self, flt: JobFilter, *, limit: int, cursor: str = "") -> Page:
+        _positive(limit, "limit")
+        stmt = sa.select(jobs)
+        if flt.client_id is not None:
+            stmt = stmt.where(jobs.c.client_id == flt.client_id)
+        if flt.state is not None:
+            stmt = stmt.where(jobs.c.state == JobState(flt.state).value)
+        if flt.miner_id is not None:
+            stmt = stmt.where(jobs.c.miner_id == flt.miner_id)
+        if cursor:
+            after = codec.decode_cursor(cursor)
+            stmt = stmt.where(sa.tuple_(jobs.c.created_at, jobs.c.job_id) < after)
+        stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
+        found = await self._select_jobs(stmt)
+        if len(found) <= limit:
+            return Page(found, "")
+        last = found[limit - 1]
+        return Page(found[:limit], codec.encode_cursor(last.created_at, last.job_id))
+
+    async def queued_jobs(self, *, limit: int) -> list[Job]:
+        _positive(limit, "limit")
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.state == JobState.QUEUED.value)
+            .order_by(jobs.c.priority.desc(), jobs.c.created_at, jobs.c.job_id)
+            .limit(limit)
+        )
+        return await self._select_jobs(stmt)
+
+    async def leased_jobs(self) -> list[Job]:
+        stmt = sa.select(jobs).where(jobs.c.state.in_(_LEASED)).order_by(jobs.c.job_id)
+        return await self._select_jobs(stmt)
+
+    async def due_jobs(self, now: float, *, limit: int) -> list[Job]:
+        _positive(limit, "limit")
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.state.in_(_LIVE), jobs.c.deadline_at <= now)
+            .order_by(jobs.c.deadline_at, jobs.c.job_id)
+            .limit(limit)
+        )
+        return await self._select_jobs(stmt)
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        """Every state, zero included."""
+        stmt = sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)
+        rows = await self._read(lambda c: c.execute(stmt).all())
+        counts = dict.fromkeys(JobState, 0)
+        counts.update({JobState(state): n for state, n in rows})
+        return counts
+
+    async def finished_between(self, since: float, until: float) -> list[tuple[float, float]]:
+        stmt = (
+            sa.select(jobs.c.created_at, jobs.c.finished_at)
+            .where(
+                jobs.c.state == JobState.COMPLETED.value,
+                jobs.c.finished_at.between(since, until),
+            )
+            .order_by(jobs.c.finished_at)
+        )
+        rows = await self._read(lambda c: c.execute(stmt).all())
+        return [(created, finished) for created, finished in rows]
+
+    async def list_receipts(
+        self, job_id: str, *, limit: int, cursor: str = ""
+    ) -> tuple[list[ReceiptRecord], str]:
+        _positive(limit, "limit")
+        stmt = sa.select(receipts).where(receipts.c.job_id == job_id)
+        if cursor:
+            after = codec.decode_cursor(cursor)
+            stmt = stmt.where(sa.tuple_(receipts.c.created_at, receipts.c.receipt_id) > after)
+        stmt = stmt.order_by(receipts.c.created_at, receipts.c.receipt_id).limit(limit + 1)
+        found = await self._read(
+            lambda c: [codec.receipt_from(m) for m in c.execute(stmt).mappings()]
+        )
+        if len(found) <= limit:
+            return found, ""
+        last = found[limit - 1]
+        return found[:limit], codec.encode_cursor(last.created_at, last.receipt_id)
+
+    async def get_miner(self, miner_id: str) -> MinerRecord | None:
+        stmt = sa.select(miners).where(miners.c.miner_id == miner_id)
+        m = await self._read(lambda c: c.execute(stmt).mappings().first())
+        return None if m is None else codec.miner_from(m)
+
+    async def list_miners(self) -> list[MinerRecord]:
+        stmt = sa.select(miners).order_by(miners.c.miner_id)
+        return await self._read(lambda c: [codec.miner_from(m) for m in c.execute(stmt).mappings()])

@@ -1,0 +1,169 @@
+"""Group commit and races: batching, failure isolation, CAS and idempotency across two stores."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import pytest
+import sqlalchemy as sa
+
+from coordinator.domain.model import JobState
+from coordinator.store.base import IdempotencyConflict, ReceiptRecord
+from core.errors import AlreadyExists, Internal, Unavailable
+
+
+async def test_concurrent_updates_share_commits(store, make_job):
+    jobs = [make_job() for _ in range(200)]
+    await asyncio.gather(*(store.insert_job(j) for j in jobs))
+    for j in jobs:
+        j.state = JobState.ASSIGNED
+    before = store.commits
+    results = await asyncio.gather(*(store.update_job(j, 1) for j in jobs))
+    assert all(results)
+    assert store.commits - before < 100  # 200 acknowledged writes, far fewer fsyncs
+    stored = await store.get_jobs([j.job_id for j in jobs])
+    assert {j.state for j in stored} == {JobState.ASSIGNED}
+
+
+async def test_one_batch_each_caller_gets_its_own_outcome(store, make_job, writer_gate):
+    taken = await store.insert_job(make_job(client_id="c", key="taken"))
+    target = await store.insert_job(make_job())
+    stale = await store.insert_job(make_job())
+    stale.state = JobState.RUNNING
+    assert await store.update_job(stale, 1)
+    done = await store.insert_job(make_job())
+    receipt = ReceiptRecord("rcpt-1", done.job_id, "k", 1.0, b"{}")
+    done.state = JobState.COMPLETED
+    assert await store.update_job(done, 1, receipt=receipt)
+
+    good = [make_job() for _ in range(5)]
+    same_key = [make_job(client_id="c", key="fresh") for _ in range(2)]
+    overflow = make_job()
+    overflow.ttl_s = 2**70  # the database refuses this one write
+    target.state = JobState.ASSIGNED
+    dup_receipt = copy.deepcopy(done)
+    dup_receipt.error_message = "must not stick"
+
+    gate = writer_gate(store)
+    await gate.close()
+    before = store.commits
+    tasks = {
+        "good": [asyncio.create_task(store.insert_job(j)) for j in good],
+        "same_key": [asyncio.create_task(store.insert_job(j)) for j in same_key],
+        "taken": asyncio.create_task(store.insert_job(make_job(client_id="c", key="taken"))),
+        "overflow": asyncio.create_task(store.insert_job(overflow)),
+        "cas_ok": asyncio.create_task(store.update_job(target, 1)),
+        "cas_stale": asyncio.create_task(store.update_job(copy.deepcopy(stale), 1)),
+        "dup_receipt": asyncio.create_task(
+            store.update_job(
+                dup_receipt, 2, receipt=ReceiptRecord("rcpt-1", done.job_id, "k", 2.0, b"x")
+            )
+        ),
+        "miner": asyncio.create_task(
+            store.record_miner_outcome("m", completed=True, duration_ms=5)
+        ),
+    }
+    await gate.open()
+    await asyncio.gather(*tasks["good"])
+    outcomes = await asyncio.gather(*tasks["same_key"], return_exceptions=True)
+    assert sorted(type(o).__name__ for o in outcomes) == ["IdempotencyConflict", "Job"]
+    winner = next(o for o in outcomes if not isinstance(o, Exception))
+    assert next(o for o in outcomes if isinstance(o, Exception)).existing.job_id == winner.job_id
+    with pytest.raises(IdempotencyConflict) as info:
+        await tasks["taken"]
+    assert info.value.existing.job_id == taken.job_id
+    with pytest.raises(Internal):
+        await tasks["overflow"]
+    assert await tasks["cas_ok"] is True
+    assert await tasks["cas_stale"] is False
+    with pytest.raises(AlreadyExists):
+        await tasks["dup_receipt"]
+    await tasks["miner"]
+    assert store.commits - before == 2  # the gate's batch, then all of the above in one
+
+    assert len(await store.get_jobs([j.job_id for j in good])) == 5
+    assert await store.get_job(overflow.job_id) is None
+    assert (await store.get_job(target.job_id)).state == JobState.ASSIGNED
+    assert (await store.get_job(done.job_id)).version == 2  # the receipt failure undid it
+    assert (await store.get_miner("m")).completed == 1
+
+
+def _poison(conn: sa.Connection) -> None:
+    """A write that succeeds but makes COMMIT fail (a constraint checked only at commit)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        conn.exec_driver_sql(
+            "INSERT INTO receipts VALUES ('orphan', 'no-such-job', 'k', 1.0, x'00')"
+        )
+    else:
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE poison (id int PRIMARY KEY, "
+            "ref int REFERENCES poison (id) DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP"
+        )
+        conn.exec_driver_sql("INSERT INTO poison VALUES (1, 2)")
+
+
+async def test_failed_commit_acknowledges_nothing(store, make_job, writer_gate):
+    existing = await store.insert_job(make_job())
+    gate = writer_gate(store)
+    await gate.close()
+    fresh = make_job()
+    existing.state = JobState.CANCELED
+    tasks = [
+        asyncio.create_task(store.insert_job(fresh)),
+        asyncio.create_task(store.update_job(existing, 1)),
+        store._writer.submit(_poison, (3,)),
+    ]
+    await gate.open()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, Internal) for r in results), results
+    assert await store.get_job(fresh.job_id) is None
+    assert (await store.get_job(existing.job_id)).version == 1
+    # The writer carries on after a failed batch.
+    assert await store.update_job(existing, 1)
+
+
+async def test_two_stores_race_cas_exactly_one_wins(store, make_store, make_job):
+    other = await make_store()
+    jobs = [make_job() for _ in range(20)]
+    await asyncio.gather(*(store.insert_job(j) for j in jobs))
+    for rnd in range(15):
+        mine = [copy.deepcopy(j) for j in jobs]
+        theirs = [copy.deepcopy(j) for j in jobs]
+        for a, b in zip(mine, theirs, strict=True):
+            a.miner_id, b.miner_id = f"A{rnd}", f"B{rnd}"
+        version = rnd + 1
+        won_a, won_b = await asyncio.gather(
+            asyncio.gather(*(store.update_job(j, version) for j in mine)),
+            asyncio.gather(*(other.update_job(j, version) for j in theirs)),
+        )
+        stored = await other.get_jobs([j.job_id for j in jobs])
+        for a, b, s in zip(won_a, won_b, stored, strict=True):
+            assert a != b, f"round {rnd}: both or neither applied"
+            assert s.version == version + 1
+            assert s.miner_id == (f"A{rnd}" if a else f"B{rnd}")
+
+
+async def test_two_stores_race_idempotent_insert(store, make_store, make_job):
+    other = await make_store()
+    for rnd in range(5):
+        mine = [make_job(client_id="c", key=f"k{rnd}-{i}") for i in range(15)]
+        theirs = [make_job(client_id="c", key=f"k{rnd}-{i}") for i in range(15)]
+        res_a, res_b = await asyncio.gather(
+            asyncio.gather(*(store.insert_job(j) for j in mine), return_exceptions=True),
+            asyncio.gather(*(other.insert_job(j) for j in theirs), return_exceptions=True),
+        )
+        for a, b in zip(res_a, res_b, strict=True):
+            conflicts = [r for r in (a, b) if isinstance(r, IdempotencyConflict)]
+            inserted = [r for r in (a, b) if not isinstance(r, BaseException)]
+            assert len(conflicts) == 1 and len(inserted) == 1, (a, b)
+            assert conflicts[0].existing.job_id == inserted[0].job_id
+    assert (await store.count_by_state())[JobState.QUEUED] == 5 * 15
+
+
+async def test_closed_store_refuses_writes(make_store, make_job):
+    s = await make_store()
+    await s.close()
+    with pytest.raises(Unavailable):
+        await s.insert_job(make_job())
