@@ -60,14 +60,16 @@ class HeldLease(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("capabilities", "held_leases", "heartbeat_interval_ms")
+    __slots__ = ("capabilities", "held_leases", "heartbeat_interval_ms", "public_key")
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     HELD_LEASES_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     capabilities: MinerCapabilities
     held_leases: _containers.RepeatedCompositeFieldContainer[HeldLease]
     heartbeat_interval_ms: int
-    def __init__(self, capabilities: _Optional[_Union[MinerCapabilities, _Mapping]] = ..., held_leases: _Optional[_Iterable[_Union[HeldLease, _Mapping]]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    public_key: str
+    def __init__(self, capabilities: _Optional[_Union[MinerCapabilities, _Mapping]] = ..., held_leases: _Optional[_Iterable[_Union[HeldLease, _Mapping]]] = ..., heartbeat_interval_ms: _Optional[int] = ..., public_key: _Optional[str] = ...) -> None: ...
 
 class MinerHeartbeat(_message.Message):
     __slots__ = ("interval_ms", "lease_ids", "load")
@@ -99,15 +101,39 @@ class JobProgressUpdate(_message.Message):
     message: str
     def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
+class MinerClaim(_message.Message):
+    __slots__ = ("job_id", "lease_id", "miner_id", "artifact_hash", "started_at", "completed_at", "alg", "key_id", "sig")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MINER_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_HASH_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    ALG_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIG_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    lease_id: str
+    miner_id: str
+    artifact_hash: str
+    started_at: int
+    completed_at: int
+    alg: str
+    key_id: str
+    sig: str
+    def __init__(self, job_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., miner_id: _Optional[str] = ..., artifact_hash: _Optional[str] = ..., started_at: _Optional[int] = ..., completed_at: _Optional[int] = ..., alg: _Optional[str] = ..., key_id: _Optional[str] = ..., sig: _Optional[str] = ...) -> None: ...
+
 class JobResultDelivery(_message.Message):
-    __slots__ = ("lease_id", "job_id", "result")
+    __slots__ = ("lease_id", "job_id", "result", "claim")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     job_id: str
     result: _job_pb2.JobResult
-    def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ..., result: _Optional[_Union[_job_pb2.JobResult, _Mapping]] = ...) -> None: ...
+    claim: MinerClaim
+    def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ..., result: _Optional[_Union[_job_pb2.JobResult, _Mapping]] = ..., claim: _Optional[_Union[MinerClaim, _Mapping]] = ...) -> None: ...
 
 class JobFailure(_message.Message):
     __slots__ = ("lease_id", "job_id", "code", "message", "retryable")
@@ -182,18 +208,20 @@ class DrainNotice(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("lease_id", "job_id", "accepted", "code", "message")
+    __slots__ = ("lease_id", "job_id", "accepted", "code", "message", "receipt")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     job_id: str
     accepted: bool
     code: str
     message: str
-    def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    receipt: str
+    def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
     __slots__ = ("welcome", "assignment", "cancel", "drain", "ack")
@@ -210,10 +238,12 @@ class ConnectResponse(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., drain: _Optional[_Union[DrainNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("capabilities",)
+    __slots__ = ("capabilities", "public_key")
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     capabilities: MinerCapabilities
-    def __init__(self, capabilities: _Optional[_Union[MinerCapabilities, _Mapping]] = ...) -> None: ...
+    public_key: str
+    def __init__(self, capabilities: _Optional[_Union[MinerCapabilities, _Mapping]] = ..., public_key: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("miner_id", "session_token", "heartbeat_interval_ms")
@@ -258,20 +288,24 @@ class PollResponse(_message.Message):
     def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ...) -> None: ...
 
 class SubmitResultRequest(_message.Message):
-    __slots__ = ("job_id", "lease_id", "result")
+    __slots__ = ("job_id", "lease_id", "result", "claim")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     lease_id: str
     result: _job_pb2.JobResult
-    def __init__(self, job_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., result: _Optional[_Union[_job_pb2.JobResult, _Mapping]] = ...) -> None: ...
+    claim: MinerClaim
+    def __init__(self, job_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., result: _Optional[_Union[_job_pb2.JobResult, _Mapping]] = ..., claim: _Optional[_Union[MinerClaim, _Mapping]] = ...) -> None: ...
 
 class SubmitResultResponse(_message.Message):
-    __slots__ = ("ack",)
+    __slots__ = ("ack", "receipt")
     ACK_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     ack: Ack
-    def __init__(self, ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    receipt: str
+    def __init__(self, ack: _Optional[_Union[Ack, _Mapping]] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class FailRequest(_message.Message):
     __slots__ = ("job_id", "lease_id", "code", "message", "retryable")
