@@ -26,7 +26,6 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 import grpc.aio
-from grpc._cython import cygrpc
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -50,7 +49,7 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PASSTHROUGH = (
     asyncio.CancelledError,
     GeneratorExit,
-    cygrpc.BaseError,
+    grpc.aio.BaseError,
     KeyboardInterrupt,
     SystemExit,
 )
@@ -111,11 +110,11 @@ def _classify(exc: BaseException, context: grpc.aio.ServicerContext) -> str:
         return exc.code.name
     if isinstance(exc, NotImplementedError):
         return "UNIMPLEMENTED"
-    if isinstance(exc, cygrpc.AbortError):
+    if isinstance(exc, grpc.aio.AbortError):
         return _code_name(context)
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
         return "CANCELLED"
-    if isinstance(exc, cygrpc.BaseError):
+    if isinstance(exc, grpc.aio.BaseError):
         return "UNKNOWN"
     return "INTERNAL"
 
@@ -321,7 +320,7 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
             await context.send_initial_metadata(
                 (*state.initial_metadata(include_queued=queued), *extra)
             )
-        except cygrpc.UsageError:
+        except grpc.aio.UsageError:
             log.warning(
                 "handler sent initial metadata itself; queued headers dropped "
                 "(use core.context.set_response_header)",

@@ -106,6 +106,9 @@ class Jobs(jobs_grpc.JobServiceServicer):
         if job_id == "header-then-fail":
             set_response_header("x-http-code", "201")
             raise errors.NotFound("job", "x")
+        if job_id == "conflict":
+            set_response_header("x-http-code", "201")
+            raise errors.FailedPrecondition("job is finished", http_status=409)
         self.seen["request_id"] = current_request_id()
         self.seen["log_request_id"] = aitbc_logging.request_id.get()
         self.seen["principal"] = optional_principal()
@@ -371,6 +374,13 @@ async def test_response_header_arrives_in_initial_metadata(h):
         await call
     keys = [k for k, _ in await call.initial_metadata()]
     assert "x-request-id" in keys and "x-http-code" not in keys
+    # ...unless the error itself names the REST status the API documents.
+    call = h.stub.GetJob(jobs_pb.GetJobRequest(job_id="conflict"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    codes = [v for k, v in await call.initial_metadata() if k == "x-http-code"]
+    assert codes == ["409"]
 
 
 async def test_server_stream_error_after_messages(h):
