@@ -20,8 +20,19 @@ UNSIGNED_KEYS: tuple[str, ...] = ("signature", "attestations")
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def drop_nulls(value: object) -> object:
     """Drop null-valued keys at every level; lists keep their nulls (they are not keys)."""
+    kind = type(value)
+    # Exact-type checks first: isinstance against the Mapping ABC is slow on hot paths.
+    if kind is dict:
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if kind is list or kind is tuple:
+        return [drop_nulls(v) for v in value]
+    if kind in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return {k: drop_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):

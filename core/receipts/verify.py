@@ -46,19 +46,28 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse(raw: bytes | bytearray | memoryview | str) -> object:
-    return json.loads(
-        bytes(raw) if isinstance(raw, memoryview) else raw,
-        object_pairs_hook=_no_duplicates,
-        parse_constant=_reject_constant,
-    )
+# Prebuilt decoders: json.loads with keyword arguments builds a new decoder on every call.
+_strict_decode = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
+).decode
+_plain_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def _parse(raw: bytes) -> object:
+    """Strict parse: UTF-8 only (RFC 8259), no duplicate keys, no NaN/Infinity."""
+    return _strict_decode(raw.decode("utf-8"))
 
 
 def _resolve(keys: Keys, key_id: str, completed_at: int | None) -> tuple[bytes | None, str | None]:
     if isinstance(keys, KeyRing):
         return keys.resolve(key_id, completed_at)
     public = keys.get(key_id)
-    return (public, None) if public is not None else (None, f"unknown key_id {key_id!r}")
+    if public is None:
+        return None, f"unknown key_id {key_id!r}"
+    if not isinstance(public, bytes) or len(public) != 32:
+        # A configuration error, not a bad receipt: "does not verify" would hide it.
+        raise ReceiptError(f"keys[{key_id!r}]: an Ed25519 public key is 32 bytes")
+    return public, None
 
 
 def verify_receipt(
@@ -87,7 +96,10 @@ def verify_receipt(
     """
     checks = (keys, attestation_keys, require_attestation, claim_keys)
     if isinstance(doc_or_bytes, str):
-        doc_or_bytes = doc_or_bytes.encode("utf-8")
+        try:
+            doc_or_bytes = doc_or_bytes.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates cannot be the signed bytes
+            return VerificationResult([f"receipt: not valid JSON ({exc.reason})"])
     if isinstance(doc_or_bytes, bytes | bytearray | memoryview):
         raw = bytes(doc_or_bytes)
         stored = _split_stored(raw)
@@ -122,7 +134,9 @@ def _split_stored(raw: bytes) -> tuple[bytes, dict] | None:
         return None
     body = raw[:cut] + b"}"
     try:
-        head = json.loads(body, parse_constant=_reject_constant)
+        # No duplicate check on the body: it must verify as signed, and signers emit
+        # canonical JSON (no duplicates); any failure re-runs the strict general path.
+        head = _plain_decode(body.decode("utf-8"))
         tail = _parse(b"{" + raw[cut + 1 :])
     except (ValueError, RecursionError):
         return None

@@ -318,3 +318,15 @@ def test_stored_layout_with_a_non_canonical_body_takes_the_general_path(signed, 
     )
     spaced = body[:-1].encode() + stored[stored.rindex(b',"attestations":') :]
     assert verify_receipt(spaced, keys=ring).ok
+
+
+def test_text_that_cannot_be_utf8_is_reported(ring):
+    assert verify_receipt("\ud800", keys=ring).problems == [
+        "receipt: not valid JSON (surrogates not allowed)"
+    ]
+
+
+def test_misconfigured_public_key_is_an_error_not_a_verdict(signed, coordinator):
+    doc, _ = signed
+    with pytest.raises(ReceiptError, match="32 bytes"):
+        verify_receipt(doc, keys={coordinator.key_id: coordinator.public_key[:31]})
