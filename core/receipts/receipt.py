@@ -98,6 +98,8 @@ def build_receipt(
         duration_ms = max(0, completed_at - started_at) * 1000
     meta = dict(metadata or {})
     _check_json_value(meta, "metadata")
+    if miner_claim is None:
+        miner_claim = meta.get("miner_claim")  # passed inside metadata: same checks
     if miner_claim is not None:
         meta["miner_claim"] = _claim_for(miner_claim, job_id, artifact_hash, provider)
     doc = {

@@ -142,7 +142,7 @@ def _split_stored(raw: bytes) -> tuple[bytes, dict] | None:
         return None
     if not isinstance(head, dict) or not isinstance(tail, dict):
         return None
-    if tail.keys() != {"attestations", "signature"} or "signature" in head:
+    if tail.keys() != {"attestations", "signature"} or not tail.keys().isdisjoint(head):
         return None
     head.update(tail)
     return body, head

@@ -127,6 +127,9 @@ def test_claim_must_match_the_receipt(make_receipt, make_claim, miner, coordinat
         make_receipt(miner_claim=make_claim(miner, miner_id="miner-8"))
     with pytest.raises(ReceiptError, match="miner_claim"):
         make_receipt(miner_claim={"claim": {}})
+    with pytest.raises(ReceiptError, match=r"miner_claim\.job_id"):
+        make_receipt(metadata={"miner_claim": make_claim(miner, job_id="job-2")})
+    assert make_receipt(metadata={"miner_claim": make_claim(miner)})["metadata"]["miner_claim"]
     # A signer that skipped build_receipt's checks is caught by the verifier.
     doc = make_receipt()
     claim = make_claim(miner, job_id="job-2")
