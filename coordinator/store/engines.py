@@ -39,7 +39,9 @@ def writer_engine(url: URL) -> Engine:
         engine = create_engine(url, pool_size=1, max_overflow=0)
         _sqlite_pragmas(engine, writer=True)
         return engine
-    return create_engine(url, pool_size=1, max_overflow=0)
+    # One ping per batch (not per write) replaces a connection the server dropped while idle,
+    # so a PostgreSQL restart does not fail the first batch after it.
+    return create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
 
 
 def reader_engine(url: URL, pool_size: int) -> Engine:

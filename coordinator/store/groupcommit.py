@@ -1,14 +1,19 @@
 """Group commit: one writer thread runs queued writes in shared transactions, acking after commit.
 
-Callers enqueue an operation (a function of the connection) and await a future. The writer takes
-everything queued (up to batch_max), runs it in one transaction, commits, and only then resolves
-each future with that operation's own outcome. While one batch fsyncs, the next one fills up, so
-the commit rate stays flat as concurrency grows and the throughput follows it.
+Callers enqueue an operation and await a future. The writer takes everything queued (up to
+batch_max), runs it in one transaction, commits, and only then resolves each future with that
+operation's own outcome. While one batch commits, the next one fills up, so the commit rate stays
+flat as concurrency grows and throughput follows it.
 
-Isolation of failures without a savepoint per operation: operations are written to be
-conflict-free (INSERT ... ON CONFLICT DO NOTHING, compare-and-set UPDATEs) and report expected
-refusals by returning Rejected(exc). An operation that raises instead makes the writer roll the
-batch back and run it again with a SAVEPOINT around each operation, so only that one fails.
+An operation is a generator: it yields statements (prepared.Step) and receives their results, so
+the writer can run every operation's next statement in one round (one round trip to PostgreSQL)
+instead of one statement at a time; most batches take one or two rounds.
+
+Failures stay with their operation without a savepoint per operation: statements are written to
+be conflict-free (INSERT ... ON CONFLICT DO NOTHING, compare-and-set UPDATEs) and operations
+report expected refusals by returning Rejected(exc). An operation that raises, or a statement
+that errors, makes the writer roll the batch back and run it again one operation at a time, each
+inside a SAVEPOINT, so only that operation fails.
 """
 
 from __future__ import annotations
@@ -17,17 +22,19 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from coordinator.store.prepared import Step, StepResult, run_steps
 from core.errors import Aborted, AitbcError, Internal, Unavailable
 
 log = logging.getLogger(__name__)
 
+Operation = Callable[[], Generator[Step, StepResult, Any]]
 # PostgreSQL deadlock_detected / serialization_failure: the batch rolled back, retry it whole.
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 _STOP = object()
@@ -42,7 +49,7 @@ class Rejected:
 
 @dataclass(slots=True)
 class WriteOp:
-    run: Callable[[Connection], Any]
+    run: Operation
     # Lock-order key: batches sort by it (stable), so two coordinators on one PostgreSQL database
     # take row locks in the same order and rarely deadlock; per-row order is kept.
     order: tuple[Any, ...]
@@ -71,7 +78,7 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class _Isolate(Exception):
-    """An operation raised during a plain batch: rerun the batch with savepoints."""
+    """Something failed in a shared round: rerun the batch one savepoint per operation."""
 
 
 class GroupCommitter:
@@ -90,9 +97,7 @@ class GroupCommitter:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(
-        self, run: Callable[[Connection], Any], order: tuple[Any, ...]
-    ) -> asyncio.Future[Any]:
+    def submit(self, run: Operation, order: tuple[Any, ...]) -> asyncio.Future[Any]:
         if self._closed:
             raise Unavailable("store is closed")
         loop = asyncio.get_running_loop()
@@ -154,7 +159,9 @@ class GroupCommitter:
         while True:
             try:
                 with self._engine.connect() as conn, conn.begin():
-                    return [self._apply(conn, op, isolated) for op in ops]
+                    if isolated:
+                        return [self._run_isolated(conn, op) for op in ops]
+                    return self._run_shared(conn, ops)
             except _Isolate:
                 isolated = True
             except DBAPIError as exc:
@@ -165,24 +172,53 @@ class GroupCommitter:
                     raise Aborted("write conflict persisted; retry", retry_after_s=0.05) from exc
 
     @staticmethod
-    def _apply(conn: Connection, op: WriteOp, isolated: bool) -> Any:
-        if not isolated:
-            try:
-                return op.run(conn)
-            except Exception as exc:
-                if _retryable(exc):
-                    raise
-                raise _Isolate() from exc
-        savepoint = conn.begin_nested()
+    def _run_shared(conn: Connection, ops: list[WriteOp]) -> list[Any]:
+        """Drive every operation a statement per round; any failure means _Isolate."""
+        outcomes: list[Any] = [None] * len(ops)
+        gens = [op.run() for op in ops]
         try:
-            outcome = op.run(conn)
+            pending: list[tuple[int, Step]] = []
+            for i, gen in enumerate(gens):
+                try:
+                    pending.append((i, next(gen)))
+                except StopIteration as done:
+                    outcomes[i] = done.value
+            while pending:
+                results = run_steps(conn, [step for _, step in pending])
+                advanced: list[tuple[int, Step]] = []
+                for (i, _), result in zip(pending, results, strict=True):
+                    try:
+                        advanced.append((i, gens[i].send(result)))
+                    except StopIteration as done:
+                        outcomes[i] = done.value
+                pending = advanced
+        except Exception as exc:
+            if _retryable(exc):
+                raise
+            raise _Isolate() from exc
+        finally:
+            for gen in gens:
+                gen.close()
+        return outcomes
+
+    @staticmethod
+    def _run_isolated(conn: Connection, op: WriteOp) -> Any:
+        savepoint = conn.begin_nested()
+        gen = op.run()
+        try:
+            step = next(gen)
+            while True:
+                step = gen.send(run_steps(conn, [step])[0])
+        except StopIteration as done:
+            savepoint.commit()
+            return done.value
         except Exception as exc:
             if _retryable(exc):
                 raise
             savepoint.rollback()
             return Rejected(translate(exc))
-        savepoint.commit()
-        return outcome
+        finally:
+            gen.close()
 
     @staticmethod
     def _deliver(ops: list[WriteOp], outcomes: list[Any]) -> None:

@@ -166,9 +166,10 @@ class WriterGate:
         self._release = threading.Event()
         self.done: asyncio.Future[Any] | None = None
 
-    def _run(self, conn: sa.Connection) -> None:
+    def _run(self) -> Iterator[Any]:
         self._entered.set()
         self._release.wait(30)
+        yield from ()  # an operation that runs no statement
 
     async def close(self) -> None:
         assert self._store._writer is not None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from coordinator.domain.model import JobState
 from coordinator.store.base import IdempotencyConflict, ReceiptRecord
-from core.errors import AlreadyExists, Internal, Unavailable
+from coordinator.store.prepared import Prepared
+from core.errors import Aborted, AlreadyExists, Internal, Unavailable
 
 
 async def test_concurrent_updates_share_commits(store, make_job):
@@ -89,19 +92,25 @@ async def test_one_batch_each_caller_gets_its_own_outcome(store, make_job, write
     assert (await store.get_miner("m")).completed == 1
 
 
-def _poison(conn: sa.Connection) -> None:
+def _poison(dialect: sa.Dialect) -> Callable[[], Iterator[Any]]:
     """A write that succeeds but makes COMMIT fail (a constraint checked only at commit)."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-        conn.exec_driver_sql(
-            "INSERT INTO receipts VALUES ('orphan', 'no-such-job', 'k', 1.0, x'00')"
-        )
+    if dialect.name == "sqlite":
+        sql = [
+            "PRAGMA defer_foreign_keys = ON",
+            "INSERT INTO receipts VALUES ('orphan', 'no-such-job', 'k', 1.0, x'00')",
+        ]
     else:
-        conn.exec_driver_sql(
+        sql = [
             "CREATE TEMP TABLE poison (id int PRIMARY KEY, "
-            "ref int REFERENCES poison (id) DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP"
-        )
-        conn.exec_driver_sql("INSERT INTO poison VALUES (1, 2)")
+            "ref int REFERENCES poison (id) DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP",
+            "INSERT INTO poison VALUES (1, 2)",
+        ]
+
+    def run() -> Iterator[Any]:
+        for text in sql:
+            yield Prepared(sa.text(text), dialect), {}
+
+    return run
 
 
 async def test_failed_commit_acknowledges_nothing(store, make_job, writer_gate):
@@ -113,7 +122,7 @@ async def test_failed_commit_acknowledges_nothing(store, make_job, writer_gate):
     tasks = [
         asyncio.create_task(store.insert_job(fresh)),
         asyncio.create_task(store.update_job(existing, 1)),
-        store._writer.submit(_poison, (3,)),
+        store._writer.submit(_poison(store._writer_engine.dialect), (3,)),
     ]
     await gate.open()
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -167,3 +176,59 @@ async def test_closed_store_refuses_writes(make_store, make_job):
     await s.close()
     with pytest.raises(Unavailable):
         await s.insert_job(make_job())
+
+
+class _FakeDeadlock(Exception):
+    sqlstate = "40P01"
+
+
+async def test_deadlocked_batch_is_retried_whole(store, make_job, writer_gate):
+    calls = []
+
+    def deadlock_once() -> Iterator[Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.DBAPIError("UPDATE ...", None, _FakeDeadlock("deadlock detected"))
+        yield from ()
+        return "ok"
+
+    gate = writer_gate(store)
+    await gate.close()
+    before = store.commits
+    job = make_job()
+    tasks = [
+        asyncio.create_task(store.insert_job(job)),
+        store._writer.submit(deadlock_once, (5,)),
+    ]
+    await gate.open()
+    inserted, second = await asyncio.gather(*tasks)
+    assert (inserted.version, second, len(calls)) == (1, "ok", 2)
+    assert store.commits - before == 2
+    assert await store.get_job(job.job_id) == job
+
+
+async def test_persistent_deadlock_aborts_the_batch(store, make_job):
+    def always() -> Iterator[Any]:
+        raise sa.exc.DBAPIError("UPDATE ...", None, _FakeDeadlock("deadlock detected"))
+        yield
+
+    with pytest.raises(Aborted):
+        await store._writer.submit(always, (5,))
+    assert await store.insert_job(make_job())  # the writer carries on
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_writer_survives_a_dropped_connection(store, store_url, make_job):
+    def backend_pid() -> Iterator[Any]:
+        result = yield Prepared(sa.text("SELECT pg_backend_pid() AS pid"), dialect), {}
+        return result.rows[0]["pid"]
+
+    dialect = store._writer_engine.dialect
+    pid = await store._writer.submit(backend_pid, (5,))
+    admin = sa.create_engine(store_url, poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    admin.dispose()
+    job = await store.insert_job(make_job())
+    assert await store.get_job(job.job_id) == job
+    assert await store._writer.submit(backend_pid, (5,)) != pid
