@@ -6,10 +6,10 @@ a group-commit writer executes hundreds of statements back to back; one dedicate
 on a plain connection does that with no per-statement await (pipelined on PostgreSQL, see
 prepared.py), and the event loop only sees one future per write. Reads run on a small thread
 pool with their own connections (WAL lets SQLite readers run beside the writer); sqlite3 and
-psycopg release the GIL while they wait. Measured with bench/store/lifecycles.py (2-core box,
-200 coroutines, insert + 3 CAS updates per job): SQLite about 440 lifecycles/s with one
-transaction per write and 3,800-4,900 with group commit; PostgreSQL about 200-350 and
-1,400-1,700.
+psycopg release the GIL while they wait. Measured with bench/store/lifecycles.py (2-core box
+shared with other work, insert + 3 CAS updates per job, 20-200 coroutines): one transaction per
+write gives about 490 lifecycles/s on SQLite and 280-300 on PostgreSQL; group commit gives
+3,200-4,900 and 1,400-2,400.
 """
 
 from __future__ import annotations
