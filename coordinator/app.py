@@ -14,20 +14,24 @@ from aitbc.coordinator.v1 import job_service_pb2 as job_svc_pb
 from aitbc.coordinator.v1 import job_service_pb2_grpc as job_grpc
 from aitbc.coordinator.v1 import miner_service_pb2 as miner_pb
 from aitbc.coordinator.v1 import miner_service_pb2_grpc as miner_grpc
+from aitbc.coordinator.v1 import receipt_service_pb2 as receipt_pb
+from aitbc.coordinator.v1 import receipt_service_pb2_grpc as receipt_grpc
 from prometheus_client import CollectorRegistry
 
 from coordinator import devkeys
 from coordinator.api.admin import AdminServicer
 from coordinator.api.jobs import JobServicer
 from coordinator.api.miners import MinerServicer
-from coordinator.auth import KeyAuthenticator, parse_keys
+from coordinator.api.receipts import KeyServicer, ReceiptServicer
+from coordinator.auth import PUBLIC_SERVICES, KeyAuthenticator, parse_keys
 from coordinator.config import CoordinatorConfig
 from coordinator.domain.service import Coordinator
+from coordinator.receipts import ReceiptIssuer, ReceiptKeys
 from coordinator.store.base import JobStore
 from coordinator.store.sql import SqlJobStore
 from core.clock import Clock
 from core.gateway import GatewayConfig, create_gateway_app
-from core.interceptors import GrpcMetrics, ServerPipeline
+from core.interceptors import DEFAULT_EXEMPT_SERVICES, GrpcMetrics, ServerPipeline
 from core.server import RunningServer, ServiceBinding, create_server
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ SERVICES = (
     job_svc_pb.DESCRIPTOR.services_by_name["JobService"],
     miner_pb.DESCRIPTOR.services_by_name["MinerService"],
     admin_pb.DESCRIPTOR.services_by_name["AdminService"],
+    receipt_pb.DESCRIPTOR.services_by_name["ReceiptService"],
+    receipt_pb.DESCRIPTOR.services_by_name["KeyService"],
 )
 
 
@@ -66,6 +72,7 @@ class CoordinatorApp:
     clock: Clock | None = None
     store: JobStore | None = None
     coordinator: Coordinator = field(init=False)
+    receipt_keys: ReceiptKeys = field(init=False)
     grpc: RunningServer = field(init=False)
     http_port: int = 0
     keys: dict[str, str] = field(default_factory=dict)
@@ -75,32 +82,45 @@ class CoordinatorApp:
     async def start(self) -> CoordinatorApp:
         cfg = self.config
         entries, self.keys = key_entries(cfg)
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.receipt_keys = ReceiptKeys.load(
+            cfg.data_dir,
+            signing_hex=cfg.receipt_signing_key_hex,
+            attestation_hex=cfg.receipt_attestation_key_hex,
+            now=int(self.clock.now()) if self.clock is not None else None,
+        )
         if self.store is None:
-            cfg.data_dir.mkdir(parents=True, exist_ok=True)
             self.store = SqlJobStore(cfg.sqlalchemy_url)
         await self.store.start()
-        self.coordinator = Coordinator(self.store, settings=cfg.settings(), clock=self.clock)
+        self.coordinator = Coordinator(
+            self.store,
+            settings=cfg.settings(),
+            clock=self.clock,
+            receipts=ReceiptIssuer(
+                self.receipt_keys, coordinator_id=cfg.coordinator_id, chain_id=cfg.chain_id
+            ),
+        )
         await self.coordinator.start()
         pipeline = ServerPipeline(
-            authenticator=KeyAuthenticator(entries), metrics=GrpcMetrics(CollectorRegistry())
+            authenticator=KeyAuthenticator(entries),
+            metrics=GrpcMetrics(CollectorRegistry()),
+            exempt_services=DEFAULT_EXEMPT_SERVICES | PUBLIC_SERVICES,
         )
+        c = self.coordinator
+        servicers = [
+            (job_grpc.add_JobServiceServicer_to_server, JobServicer(c)),
+            (miner_grpc.add_MinerServiceServicer_to_server, MinerServicer(c)),
+            (admin_grpc.add_AdminServiceServicer_to_server, AdminServicer(c)),
+            (receipt_grpc.add_ReceiptServiceServicer_to_server, ReceiptServicer(c)),
+            (
+                receipt_grpc.add_KeyServiceServicer_to_server,
+                KeyServicer(self.receipt_keys, cfg.coordinator_id),
+            ),
+        ]
         self.grpc = await create_server(
             [
-                ServiceBinding(
-                    SERVICES[0].full_name,
-                    job_grpc.add_JobServiceServicer_to_server,
-                    JobServicer(self.coordinator),
-                ),
-                ServiceBinding(
-                    SERVICES[1].full_name,
-                    miner_grpc.add_MinerServiceServicer_to_server,
-                    MinerServicer(self.coordinator),
-                ),
-                ServiceBinding(
-                    SERVICES[2].full_name,
-                    admin_grpc.add_AdminServiceServicer_to_server,
-                    AdminServicer(self.coordinator),
-                ),
+                ServiceBinding(d.full_name, add, servicer)
+                for d, (add, servicer) in zip(SERVICES, servicers, strict=True)
             ],
             config=cfg.server,
             interceptor=pipeline,

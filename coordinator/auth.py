@@ -24,7 +24,10 @@ SERVICE_ROLES: dict[str, frozenset[str]] = {
     "aitbc.coordinator.v1.JobService": frozenset({"client"}),
     "aitbc.coordinator.v1.MinerService": frozenset({"miner"}),
     "aitbc.coordinator.v1.AdminService": frozenset({"admin"}),
+    "aitbc.coordinator.v1.ReceiptService": frozenset({"client", "admin"}),
 }
+# Services anyone may call without a key (receipt keys are public: anyone verifies offline).
+PUBLIC_SERVICES = frozenset({"aitbc.coordinator.v1.KeyService"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,10 +79,33 @@ class CoordinatorConfig:
     sweep_interval_s: float = _f(
         1.0, "How often expiry and liveness are checked, seconds.", min=0.05, max=60
     )
+    queue_refill_interval_s: float = _f(
+        1.0,
+        "How often queued jobs submitted to other coordinator processes are picked up, seconds.",
+        min=0.05,
+        max=60,
+    )
     max_poll_wait_s: int = _f(
         60, "Longest long-poll a polling miner may ask for, seconds.", min=1, max=300
     )
     coordinator_id: str = _f("coordinator-1", "This coordinator's id (in receipts and logs).")
+    chain_id: int = _f(1, "Chain id written into receipts.", min=0, max=2**53)
+    receipt_signing_key_hex: str = field(
+        default="",
+        metadata={
+            "env": "RECEIPT_SIGNING_KEY_HEX",
+            "secret": True,
+            "doc": "32-byte Ed25519 seed (hex) signing receipts; empty: one is created under the data dir.",
+        },
+    )
+    receipt_attestation_key_hex: str = field(
+        default="",
+        metadata={
+            "env": "RECEIPT_ATTESTATION_KEY_HEX",
+            "secret": True,
+            "doc": "32-byte Ed25519 seed (hex) attesting receipts; empty: receipts carry no attestation.",
+        },
+    )
     log_level: str = _f("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _f("json", "Log line format.", choices=("json", "text"))
 
@@ -112,6 +135,7 @@ class CoordinatorConfig:
             heartbeat_interval_s=self.heartbeat_interval_s,
             missed_heartbeats=self.missed_heartbeats,
             sweep_interval_s=self.sweep_interval_s,
+            refill_interval_s=self.queue_refill_interval_s,
             max_poll_wait_s=self.max_poll_wait_s,
             coordinator_id=self.coordinator_id,
         )

@@ -6,11 +6,11 @@ import argparse
 import asyncio
 import sys
 
+from coordinator.app import CoordinatorApp
+from coordinator.config import CoordinatorConfig
 from core.config import ConfigError, load_config, render_env_example
 from core.logging import setup_logging
 from core.server import serve_until_signal
-from coordinator.app import CoordinatorApp
-from coordinator.config import CoordinatorConfig
 
 # Keys of the other components that may share one environment or .env file.
 OTHER_COMPONENTS = ("AITBC_MINER_", "AITBC_POOLHUB_", "AITBC_CLI_", "AITBC_ENDPOINT", "AITBC_API_KEY")

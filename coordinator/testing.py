@@ -46,7 +46,9 @@ class StreamMiner:
         held: list[tuple[str, str]] = (),  # type: ignore[assignment]
         heartbeat_interval_ms: int = 0,
         channel: grpc.aio.Channel | None = None,
+        public_key: str = "",
     ):
+        self.public_key = public_key
         self.target, self.api_key, self.caps = target, api_key, capabilities
         self.held = list(held)
         self.interval_ms = heartbeat_interval_ms
@@ -67,6 +69,7 @@ class StreamMiner:
                 capabilities=self.caps,
                 held_leases=[pb.HeldLease(lease_id=lease, job_id=job) for lease, job in self.held],
                 heartbeat_interval_ms=self.interval_ms,
+                public_key=self.public_key,
             )
         )
         while True:
@@ -176,8 +179,12 @@ class CoordinatorProcess:
 
         full_env = {**os.environ, "AITBC_GRPC_PORT": "0", "AITBC_HTTP_PORT": "0", **self.env}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "coordinator.main",
-            env=full_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "coordinator.main",
+            env=full_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)

@@ -36,7 +36,7 @@ def _ts(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     if seconds is None:
         return None
     ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(round(seconds * 1e9)))
+    ts.FromNanoseconds(round(seconds * 1e9))
     return ts
 
 
@@ -153,8 +153,33 @@ def cancel_to_pb(c: CancelOut) -> miner_pb.CancelNotice:
 
 def ack_to_pb(a: AckOut) -> miner_pb.Ack:
     return miner_pb.Ack(
-        lease_id=a.lease_id, job_id=a.job_id, accepted=a.accepted, code=a.code, message=a.message
+        lease_id=a.lease_id,
+        job_id=a.job_id,
+        accepted=a.accepted,
+        code=a.code,
+        message=a.message,
+        receipt=a.receipt,
     )
+
+
+def claim_from_pb(
+    msg: miner_pb.JobResultDelivery | miner_pb.SubmitResultRequest,
+) -> dict[str, Any] | None:
+    """The miner's signed claim as the document core.receipts verifies, or None when absent."""
+    if not msg.HasField("claim"):
+        return None
+    c = msg.claim
+    return {
+        "claim": {
+            "job_id": c.job_id,
+            "lease_id": c.lease_id,
+            "artifact_hash": c.artifact_hash,
+            "started_at": c.started_at,
+            "completed_at": c.completed_at,
+            "miner_id": c.miner_id,
+        },
+        "signature": {"alg": c.alg, "key_id": c.key_id, "sig": c.sig},
+    }
 
 
 def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:

@@ -15,6 +15,7 @@ from coordinator.api.convert import (
     assignment_to_pb,
     cancel_to_pb,
     caps_to_dict,
+    claim_from_pb,
     result_from_pb,
 )
 from coordinator.domain.service import Coordinator
@@ -77,6 +78,7 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
             caps=caps_to_dict(hello.capabilities),
             interval_ms=hello.heartbeat_interval_ms,
             held=[(h.lease_id, h.job_id) for h in hello.held_leases],
+            public_key=hello.public_key,
         )
         log.info(
             "miner connected",
@@ -164,7 +166,11 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
                 result = result_from_pb(
                     msg.result, max_inline_bytes=self.c.settings.limits.max_inline_result_bytes
                 )
-                await self.c.deliver_result(mid, msg.lease_id, msg.job_id, result)
+                _, _, receipt = await self.c.deliver_result(
+                    mid, msg.lease_id, msg.job_id, result, claim_from_pb(msg)
+                )
+                self.c.ack(session, msg.lease_id, msg.job_id, None, receipt=receipt)
+                return
             else:
                 await self.c.fail(
                     mid,
@@ -190,7 +196,10 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
     async def Register(self, request: pb.RegisterRequest, context) -> pb.RegisterResponse:
         miner_id = current_principal().id
         session, _, _ = await self.c.connect(
-            miner_id, mode="poll", caps=caps_to_dict(request.capabilities)
+            miner_id,
+            mode="poll",
+            caps=caps_to_dict(request.capabilities),
+            public_key=request.public_key,
         )
         return pb.RegisterResponse(
             miner_id=miner_id,
@@ -221,11 +230,12 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
         result = result_from_pb(
             request.result, max_inline_bytes=self.c.settings.limits.max_inline_result_bytes
         )
-        await self.c.deliver_result(
-            current_principal().id, request.lease_id, request.job_id, result
+        _, _, receipt = await self.c.deliver_result(
+            current_principal().id, request.lease_id, request.job_id, result, claim_from_pb(request)
         )
         return pb.SubmitResultResponse(
-            ack=pb.Ack(lease_id=request.lease_id, job_id=request.job_id, accepted=True)
+            ack=pb.Ack(lease_id=request.lease_id, job_id=request.job_id, accepted=True),
+            receipt=receipt.decode() if receipt else "",
         )
 
     async def Fail(self, request: pb.FailRequest, context) -> pb.FailResponse:

@@ -34,11 +34,23 @@ from core.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 
-class CompletionHook(Protocol):
-    """The receipts seam: called with the COMPLETED job before it is stored; the receipt it
-    returns is written in the same transaction as the completion."""
+class ReceiptSeam(Protocol):
+    """Where receipts hook in (coordinator/receipts.py implements it)."""
 
-    def __call__(self, job: Job, session: MinerSession | None) -> ReceiptRecord | None: ...
+    def check_claim(
+        self,
+        claim: dict[str, Any] | None,
+        *,
+        public_key: str,
+        job: Job,
+        lease_id: str,
+        sha256: str,
+        miner_id: str,
+    ) -> None:
+        """Raise when the miner's signed claim about this result is missing or wrong."""
+
+    def issue(self, job: Job, claim: dict[str, Any] | None) -> ReceiptRecord:
+        """The receipt of a COMPLETED job, written in the same transaction as the completion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +90,7 @@ class Coordinator:
         settings: Settings | None = None,
         clock: Clock | None = None,
         ranker: MinerRanker | None = None,
-        on_completed: CompletionHook | None = None,
+        receipts: ReceiptSeam | None = None,
     ):
         self.store = store
         self.settings = settings or Settings()
@@ -92,7 +104,7 @@ class Coordinator:
             self.clock,
             self._deliver_assignment,
         )
-        self.on_completed = on_completed
+        self.receipts = receipts
         self._watchers: dict[str, set[asyncio.Queue[tuple[str, Job]]]] = {}
         self._progress: dict[
             str, tuple[float, str, float, float]
@@ -305,6 +317,7 @@ class Coordinator:
         """A miner (re)connects: returns its session, the held leases it keeps and those dropped."""
         profile = self.profile(caps)
         interval = self._interval(interval_ms, "hello.heartbeat_interval_ms")
+        public_key = validation.public_key(public_key, "public_key")
         held = held or []
         for i, (lease, _job) in enumerate(held):
             validation.lease_id(lease, f"hello.held_leases[{i}].lease_id")
@@ -486,12 +499,27 @@ class Coordinator:
 
             await self.book.mutate(job_id, transition)
 
+    async def _public_key(self, miner_id: str) -> str:
+        s = self.sessions.get(miner_id)
+        if s is not None and s.public_key:
+            return s.public_key
+        rec = await self.store.get_miner(miner_id)
+        return rec.public_key if rec is not None else ""
+
     async def deliver_result(
-        self, miner_id: str, lease_id: str, job_id: str, result: ResultRef
-    ) -> tuple[Job, bool]:
-        """Complete the job; returns (job, True) or (job, False) for a duplicate of an accepted result."""
+        self,
+        miner_id: str,
+        lease_id: str,
+        job_id: str,
+        result: ResultRef,
+        claim: dict[str, Any] | None = None,
+    ) -> tuple[Job, bool, bytes | None]:
+        """Complete the job: (job, True, receipt) or (job, False, receipt) for a duplicate of an
+        accepted result (acknowledged, nothing changes, no second receipt)."""
         validation.job_id(job_id), validation.lease_id(lease_id)
-        session = self.sessions.get(miner_id)
+        seam = self.receipts
+        public_key = await self._public_key(miner_id) if seam is not None else ""
+        issued: list[ReceiptRecord] = []
 
         def transition(job: Job) -> Job | None:
             if not self._leased_to(job, miner_id, lease_id):
@@ -505,20 +533,41 @@ class Coordinator:
                 )
             if not job.state.leased:
                 raise self._stale(job, lease_id)
+            if seam is not None:
+                seam.check_claim(
+                    claim,
+                    public_key=public_key,
+                    job=job,
+                    lease_id=lease_id,
+                    sha256=result.sha256,
+                    miner_id=miner_id,
+                )
             return lifecycle.complete(job, result=result, now=self.clock.now())
 
-        hook = self.on_completed
-        before, after = await self.book.mutate(
-            job_id, transition, receipt=(lambda j: hook(j, session)) if hook else None
-        )
+        def receipt(job: Job) -> ReceiptRecord | None:
+            if seam is None:
+                return None
+            issued.append(seam.issue(job, claim))
+            return issued[-1]
+
+        before, after = await self.book.mutate(job_id, transition, receipt=receipt)
         if after is None:
-            return before, False
+            recs, _ = await self.store.list_receipts(job_id, limit=1000)
+            return before, False, recs[-1].document if recs else None
         await self.store.record_miner_outcome(
             miner_id,
             completed=True,
             duration_ms=int(((after.finished_at or 0) - (after.started_at or 0)) * 1000),
         )
-        return after, True
+        return after, True, issued[-1].document if issued else None
+
+    async def receipts_of(
+        self, job_id: str, *, client_id: str | None, limit: int, cursor: str = ""
+    ) -> tuple[list[ReceiptRecord], str]:
+        await self.get(job_id, client_id=client_id)  # ownership: unknown or foreign -> 404
+        if not 0 <= limit <= 100:
+            raise errors.InvalidArgument.field("page_size", f"must be at most 100, got {limit}")
+        return await self.store.list_receipts(job_id, limit=limit or 20, cursor=cursor)
 
     async def fail(
         self, miner_id: str, lease_id: str, job_id: str, *, code: str, message: str, retryable: bool
@@ -657,10 +706,18 @@ class Coordinator:
         }
 
     def ack(
-        self, session: MinerSession, lease_id: str, job_id: str, exc: errors.AitbcError | None
+        self,
+        session: MinerSession,
+        lease_id: str,
+        job_id: str,
+        exc: errors.AitbcError | None,
+        *,
+        receipt: bytes | None = None,
     ) -> None:
         if exc is None:
-            session.send(AckOut(lease_id, job_id, True))
+            session.send(
+                AckOut(lease_id, job_id, True, receipt=receipt.decode() if receipt else "")
+            )
         else:
             session.send(
                 AckOut(lease_id, job_id, False, exc.reason or exc.code.name.lower(), exc.message)

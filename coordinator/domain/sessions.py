@@ -38,6 +38,7 @@ class AckOut:
     accepted: bool
     code: str = ""
     message: str = ""
+    receipt: str = ""
 
 
 class Close:

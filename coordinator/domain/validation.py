@@ -283,3 +283,20 @@ def failure_code(code: str) -> str:
             "code", f"expected a lowercase identifier, got {code[:64]!r}"
         )
     return code
+
+
+def public_key(value: str, field: str) -> str:
+    """A miner's Ed25519 public key as base64url (unpadded) 32 bytes; "" when not given."""
+    if not value:
+        return ""
+    import base64
+
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        raw = b""
+    if len(raw) != 32 or len(value) != 43:
+        raise errors.InvalidArgument.field(
+            field, "expected a base64url (unpadded) 32-byte Ed25519 public key"
+        )
+    return value

@@ -21,7 +21,7 @@ KEYS = {
 }
 
 
-def test_config(tmp_path, **overrides) -> CoordinatorConfig:
+def make_config(tmp_path, **overrides) -> CoordinatorConfig:
     base = CoordinatorConfig(
         server=ServerConfig(grpc_port=0, grpc_shutdown_grace_s=1.0),
         data_dir=tmp_path,
@@ -57,7 +57,7 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path):
-    app = await CoordinatorApp(test_config(tmp_path), store=MemoryJobStore()).start()
+    app = await CoordinatorApp(make_config(tmp_path), store=MemoryJobStore()).start()
     channel = grpc.aio.insecure_channel(app.grpc_target)
     async with httpx.AsyncClient(base_url=app.http_base, timeout=10) as http:
         yield Api(app, channel, http)

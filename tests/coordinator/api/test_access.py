@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from aitbc.coordinator.v1 import admin_service_pb2 as admin_pb
 from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
 from aitbc.coordinator.v1 import miner_service_pb2 as miner_pb
+
 from coordinator.testing import StreamMiner, caps
 
 from .conftest import KEYS
@@ -24,8 +24,18 @@ RPCS = [
     ("miners", "Register", miner_pb.RegisterRequest(capabilities=caps()), "unary"),
     ("miners", "Heartbeat", miner_pb.HeartbeatRequest(session_token="x"), "unary"),
     ("miners", "Poll", miner_pb.PollRequest(session_token="x"), "unary"),
-    ("miners", "SubmitResult", miner_pb.SubmitResultRequest(job_id="job_" + "0" * 32, lease_id="lease_" + "0" * 32), "unary"),
-    ("miners", "Fail", miner_pb.FailRequest(job_id="job_" + "0" * 32, lease_id="lease_" + "0" * 32), "unary"),
+    (
+        "miners",
+        "SubmitResult",
+        miner_pb.SubmitResultRequest(job_id="job_" + "0" * 32, lease_id="lease_" + "0" * 32),
+        "unary",
+    ),
+    (
+        "miners",
+        "Fail",
+        miner_pb.FailRequest(job_id="job_" + "0" * 32, lease_id="lease_" + "0" * 32),
+        "unary",
+    ),
     ("miners", "Drain", miner_pb.DrainRequest(session_token="x"), "unary"),
     ("admin", "GetStats", admin_pb.GetStatsRequest(), "unary"),
     ("admin", "ListJobs", admin_pb.AdminServiceListJobsRequest(), "unary"),
@@ -45,8 +55,10 @@ async def _call(api, stub_name, rpc, request, kind, md):
         async for _ in call:
             break
         return grpc.StatusCode.OK
+
     async def hello():
         yield miner_pb.ConnectRequest(hello=miner_pb.Hello(capabilities=caps()))
+
     call = stub.Connect(hello(), metadata=md, timeout=5)
     await call.read()
     call.cancel()
@@ -65,7 +77,10 @@ async def test_access_matrix(api, caller):
         if ident is None:
             assert code == grpc.StatusCode.UNAUTHENTICATED, (rpc, caller, code)
         elif OWNER[stub_name] == caller:
-            assert code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), (rpc, caller, code)
+            assert code not in (
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.PERMISSION_DENIED,
+            ), (rpc, caller, code)
         else:
             assert code == grpc.StatusCode.PERMISSION_DENIED, (rpc, caller, code)
 
@@ -78,11 +93,19 @@ async def test_wrong_key_is_unauthenticated_over_rest(api):
 
 
 async def test_other_clients_jobs_are_not_found(api):
-    r = await api.http.post("/v1/jobs", json={"payload": {"service": "echo"}}, headers=api.h("alice"))
+    r = await api.http.post(
+        "/v1/jobs", json={"payload": {"service": "echo"}}, headers=api.h("alice")
+    )
     job_id = r.json()["job_id"]
-    for method, path in [("GET", f"/v1/jobs/{job_id}"), ("GET", f"/v1/jobs/{job_id}/result"),
-                         ("POST", f"/v1/jobs/{job_id}/cancel"), ("GET", f"/v1/jobs/{job_id}/watch")]:
-        resp = await api.http.request(method, path, headers=api.h("bob"), json={} if method == "POST" else None)
+    for method, path in [
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{job_id}/result"),
+        ("POST", f"/v1/jobs/{job_id}/cancel"),
+        ("GET", f"/v1/jobs/{job_id}/watch"),
+    ]:
+        resp = await api.http.request(
+            method, path, headers=api.h("bob"), json={} if method == "POST" else None
+        )
         assert resp.status_code == 404, (path, resp.text)
     assert (await api.http.get("/v1/jobs", headers=api.h("bob"))).json()["jobs"] == []
     admin = await api.http.get("/v1/admin/jobs?client_id=alice", headers=api.h("root"))
@@ -91,12 +114,20 @@ async def test_other_clients_jobs_are_not_found(api):
 
 async def test_miner_acts_only_on_its_own_leases(api):
     m1 = await StreamMiner(api.app.grpc_target, KEYS["miner"]["m1"], caps()).start()
-    r = await api.http.post("/v1/jobs", json={"payload": {"service": "echo"}}, headers=api.h("alice"))
+    r = await api.http.post(
+        "/v1/jobs", json={"payload": {"service": "echo"}}, headers=api.h("alice")
+    )
     a = (await m1.next("assignment")).assignment
     body = {"lease_id": a.lease_id, "result": {"inline": {"stolen": True}}}
-    stolen = await api.http.post(f"/v1/miners/{r.json()['job_id']}/result", json=body, headers=api.h("m2"))
+    stolen = await api.http.post(
+        f"/v1/miners/{r.json()['job_id']}/result", json=body, headers=api.h("m2")
+    )
     assert stolen.status_code == 400 and "stale_lease" in stolen.text
-    failed = await api.http.post(f"/v1/miners/{a.job.job_id}/fail", json={"lease_id": a.lease_id, "code": "x"}, headers=api.h("m2"))
+    failed = await api.http.post(
+        f"/v1/miners/{a.job.job_id}/fail",
+        json={"lease_id": a.lease_id, "code": "x"},
+        headers=api.h("m2"),
+    )
     assert failed.status_code == 400
     m1.result(a, {"mine": True})
     assert (await m1.next("ack")).ack.accepted

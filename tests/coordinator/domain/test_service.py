@@ -76,7 +76,7 @@ async def test_happy_path_stream(env):
     await coord.started("m1", a.lease_id, job.job_id)
     await coord.progress("m1", a.lease_id, job.job_id, 0.5, "half")
     assert (await coord.get(job.job_id, client_id="alice")).progress_fraction == 0.5
-    done, fresh = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    done, fresh, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
     assert fresh and done.state is JobState.COMPLETED and done.result == RESULT
     assert s.free_slots == 1
     (rec,) = [m for m in await coord.miners()]
@@ -207,8 +207,8 @@ async def test_duplicate_result_is_acknowledged_and_changes_nothing(env):
     s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
     await pump(coord)
     (a,) = assignments(s)
-    first, fresh = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
-    again, fresh2 = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    first, fresh, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    again, fresh2, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
     assert fresh and not fresh2 and again.version == first.version
     other = ResultRef(sha256=validation.canonical_sha256(2), inline=2)
     with pytest.raises(errors.FailedPrecondition):
@@ -233,7 +233,7 @@ async def test_reconnect_within_window_keeps_lease(env):
         held=[(a.lease_id, job.job_id), ("lease_" + "0" * 32, job.job_id)],
     )
     assert kept == [a.lease_id] and dropped == ["lease_" + "0" * 32]
-    done, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    done, _, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
     assert done.state is JobState.COMPLETED and done.attempt == 1
 
 
@@ -298,7 +298,7 @@ async def test_poll_miner(env):
         coord.session_for("p1", "wrong")
     a = await coord.poll(s, 0)
     assert a is not None and a.job.job_id == job.job_id
-    done, _ = await coord.deliver_result("p1", a.lease_id, job.job_id, RESULT)
+    done, _, _ = await coord.deliver_result("p1", a.lease_id, job.job_id, RESULT)
     assert done.state is JobState.COMPLETED
 
 
@@ -317,7 +317,7 @@ async def test_restart_recovers_leases(env):
         "m1", mode="stream", caps=CAPS, held=[(a.lease_id, job.job_id)]
     )
     assert kept == [a.lease_id]
-    done, _ = await coord2.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    done, _, _ = await coord2.deliver_result("m1", a.lease_id, job.job_id, RESULT)
     assert done.state is JobState.COMPLETED
     await coord2.stop()
 

@@ -6,12 +6,12 @@ import asyncio
 
 import grpc
 import pytest
-
 from aitbc.coordinator.v1 import admin_service_pb2 as admin_pb
 from aitbc.coordinator.v1 import admin_service_pb2_grpc as admin_grpc
 from aitbc.coordinator.v1 import job_pb2 as job_pb
 from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
 from aitbc.coordinator.v1 import job_service_pb2_grpc as jobs_grpc
+
 from coordinator.testing import CoordinatorProcess, StreamMiner, caps
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +39,9 @@ async def all_jobs(channel):
     admin = admin_grpc.AdminServiceStub(channel)
     out, token = {}, ""
     while True:
-        page = await admin.ListJobs(admin_pb.AdminServiceListJobsRequest(page_size=100, page_token=token), metadata=ROOT)
+        page = await admin.ListJobs(
+            admin_pb.AdminServiceListJobsRequest(page_size=100, page_token=token), metadata=ROOT
+        )
         out.update({j.job_id: j for j in page.jobs})
         token = page.next_page_token
         if not token:
@@ -52,13 +54,20 @@ async def submit(jobs, service="echo", **kw):
 
 
 async def test_kill_9_with_jobs_in_every_state_loses_nothing(tmp_path):
-    env = {**KEYS, "AITBC_DATA_DIR": str(tmp_path), "AITBC_HEARTBEAT_INTERVAL_S": "1",
-           "AITBC_SWEEP_INTERVAL_S": "0.1", "AITBC_LOG_LEVEL": "WARNING"}
+    env = {
+        **KEYS,
+        "AITBC_DATA_DIR": str(tmp_path),
+        "AITBC_HEARTBEAT_INTERVAL_S": "1",
+        "AITBC_SWEEP_INTERVAL_S": "0.1",
+        "AITBC_LOG_LEVEL": "WARNING",
+    }
     coord = await CoordinatorProcess(env).start()
     channel = grpc.aio.insecure_channel(coord.grpc_target)
     jobs = jobs_grpc.JobServiceStub(channel)
     m1 = await StreamMiner(coord.grpc_target, "m1-secret-0123456789abc", caps(slots=2)).start()
-    m2 = await StreamMiner(coord.grpc_target, "m2-secret-0123456789abc", caps(slots=1, services={"blender": "1"})).start()
+    m2 = await StreamMiner(
+        coord.grpc_target, "m2-secret-0123456789abc", caps(slots=1, services={"blender": "1"})
+    ).start()
 
     done = await submit(jobs)
     a = (await m1.next("assignment")).assignment
@@ -79,7 +88,7 @@ async def test_kill_9_with_jobs_in_every_state_loses_nothing(tmp_path):
     assigned = await submit(jobs)
     a_assigned = (await m1.next("assignment")).assignment
     orphan = await submit(jobs, service="blender")
-    (await m2.next("assignment")).assignment
+    await m2.next("assignment")
     queued = await submit(jobs, service="sleep")
     before = await all_jobs(channel)
     assert len(before) == 8
@@ -99,8 +108,12 @@ async def test_kill_9_with_jobs_in_every_state_loses_nothing(tmp_path):
 
     # m1 comes back holding only the running lease: it keeps it and delivers; the assigned
     # lease it lost goes back to the queue at once, with attempt 2.
-    m1 = await StreamMiner(coord.grpc_target, "m1-secret-0123456789abc", caps(slots=2),
-                           held=[(a_running.lease_id, running)]).start()
+    m1 = await StreamMiner(
+        coord.grpc_target,
+        "m1-secret-0123456789abc",
+        caps(slots=2),
+        held=[(a_running.lease_id, running)],
+    ).start()
     assert list(m1.welcome.kept_lease_ids) == [a_running.lease_id]
     m1.result(a_running, {"after": "restart"})
     assert (await m1.next("ack")).ack.accepted
@@ -111,7 +124,9 @@ async def test_kill_9_with_jobs_in_every_state_loses_nothing(tmp_path):
     # m2 never returns: its lease expires after 3 silent intervals and the job is queued again.
     job = await wait_state(jobs, orphan, S.JOB_STATE_QUEUED, timeout=15)
     assert job.attempt == 2 and job.attempts[0].outcome == "lease_lost"
-    assert (await jobs.GetJob(jobs_pb.GetJobRequest(job_id=queued), metadata=ALICE)).job.state == S.JOB_STATE_QUEUED
+    assert (
+        await jobs.GetJob(jobs_pb.GetJobRequest(job_id=queued), metadata=ALICE)
+    ).job.state == S.JOB_STATE_QUEUED
     await m1.close()
     await channel.close()
     assert await coord.terminate() == 0

@@ -9,10 +9,10 @@ import uuid
 import grpc
 import psycopg
 import pytest
-
 from aitbc.coordinator.v1 import job_pb2 as job_pb
 from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
 from aitbc.coordinator.v1 import job_service_pb2_grpc as jobs_grpc
+
 from coordinator.testing import CoordinatorProcess, StreamMiner, caps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -40,11 +40,17 @@ def pg_schema_url(postgres_url):
 async def test_two_processes_never_double_assign(tmp_path, pg_schema_url):
     procs = []
     for name in ("a", "b"):
-        env = {**KEYS, "AITBC_DATA_DIR": str(tmp_path / name), "AITBC_DATABASE_URL": pg_schema_url,
-               "AITBC_LOG_LEVEL": "WARNING"}
+        env = {
+            **KEYS,
+            "AITBC_DATA_DIR": str(tmp_path / name),
+            "AITBC_DATABASE_URL": pg_schema_url,
+            "AITBC_LOG_LEVEL": "WARNING",
+            "AITBC_QUEUE_REFILL_INTERVAL_S": "0.1",
+        }
         procs.append(await CoordinatorProcess(env).start())
     assignments: collections.Counter[str] = collections.Counter()
     completed: set[str] = set()
+    all_done = asyncio.Event()
     served_by: dict[str, int] = {}  # job id -> index of the process whose miner ran it
 
     async def run_miner(ident: str, target: str) -> StreamMiner:
@@ -55,28 +61,30 @@ async def test_two_processes_never_double_assign(tmp_path, pg_schema_url):
                 a = (await m.next("assignment", timeout=60)).assignment
                 assignments[a.job.job_id] += 1
                 served_by[a.job.job_id] = [p.grpc_target for p in procs].index(target)
+                await asyncio.sleep(0.02)  # long enough that queued jobs wait for both processes
                 m.result(a, {"by": ident})
                 completed.add(a.job.job_id)
+                if len(completed) == n:
+                    all_done.set()
 
         m.task = asyncio.create_task(loop())  # type: ignore[attr-defined]
         return m
 
+    n = 240
     miners = [await run_miner(ident, procs[i % 2].grpc_target) for i, ident in enumerate(MINERS)]
     channels = [grpc.aio.insecure_channel(p.grpc_target) for p in procs]
     stubs = [jobs_grpc.JobServiceStub(c) for c in channels]
-    n = 240
     sem = asyncio.Semaphore(32)
 
     async def submit(i: int) -> str:
         async with sem:
             req = jobs_pb.SubmitJobRequest(payload=job_pb.JobPayload(service="echo"))
-            return (await stubs[i % 2].SubmitJob(req, metadata=ALICE)).job.job_id
+            # Two thirds go to process 0, so its queue is longer than its miners drain at once.
+            return (await stubs[0 if i % 3 else 1].SubmitJob(req, metadata=ALICE)).job.job_id
 
     ids = await asyncio.gather(*(submit(i) for i in range(n)))
-    origin = {job_id: i % 2 for i, job_id in enumerate(ids)}
-    async with asyncio.timeout(60):
-        while len(completed) < n:
-            await asyncio.sleep(0.05)
+    origin = {job_id: 0 if i % 3 else 1 for i, job_id in enumerate(ids)}
+    await asyncio.wait_for(all_done.wait(), 60)
     assert set(ids) == completed
     assert max(assignments.values()) == 1, [j for j, c in assignments.items() if c > 1][:5]
     # The processes really competed: jobs submitted to one ran on the other's miners.
