@@ -19,13 +19,16 @@ from core.gateway.fields import (
     scalar_parser,
     set_field,
 )
+from core.gateway.jsonprint import JsonPrinter
 from core.gateway.routes import Route
 from core.gateway.template import capture, decode_multi, decode_single
 
 MAX_QUERY_FIELDS = 1000
 _FAILED = re.compile(r"Failed to parse (\S+) field: ")
 _MAP_KEY = re.compile(r"(.+)\[(.*)\]\Z")
-_JSON_OUT = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
+# json_format.MessageToDict(preserving_proto_field_name=True,
+# always_print_fields_with_no_presence=True), compiled per message type.
+PRINTER = JsonPrinter()
 JSON_TYPE = b"application/json"
 
 
@@ -162,10 +165,10 @@ def response_body(route: Route, resp: Message) -> tuple[bytes, bytes]:
 def json_value(route: Route, resp: Message) -> object:
     f = route.response_field
     if f is None:
-        return json_format.MessageToDict(resp, **_JSON_OUT)
+        return PRINTER(resp)
     if f.message_type is not None and not f.is_repeated:
-        return json_format.MessageToDict(getattr(resp, f.name), **_JSON_OUT)
-    return json_format.MessageToDict(resp, **_JSON_OUT).get(f.name)
+        return PRINTER(getattr(resp, f.name))
+    return PRINTER(resp).get(f.name)  # scalars and lists: printed even when empty
 
 
 def dumps(value: object) -> bytes:

@@ -125,3 +125,10 @@ def test_unknown_detail_types_are_still_shown() -> None:
     assert status_dict(status)["details"] == [
         {"@type": "type.googleapis.com/acme.Unknown", "value": "CAE="}
     ]
+
+
+async def test_unprintable_response_is_500(client: httpx.AsyncClient) -> None:
+    # JSON text "Infinity" parses into a Value that proto3 JSON cannot print back.
+    r = await client.get("/v1/echo/x?any_value=Infinity")
+    assert r.status_code == 500
+    assert r.json() == {"code": 13, "message": "cannot render the response", "details": []}

@@ -1,0 +1,1 @@
+"""REST gateway benchmark (python -m bench.gateway.run)."""
