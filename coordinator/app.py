@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -27,11 +28,15 @@ from coordinator.auth import PUBLIC_SERVICES, KeyAuthenticator, parse_keys
 from coordinator.config import CoordinatorConfig
 from coordinator.domain.service import Coordinator
 from coordinator.receipts import ReceiptIssuer, ReceiptKeys
+from coordinator.security import HmacRequestVerifier, MethodRateLimiter
 from coordinator.store.base import JobStore
 from coordinator.store.sql import SqlJobStore
 from core.clock import Clock
 from core.gateway import GatewayConfig, create_gateway_app
+from core.hmac_auth import HmacVerifier
 from core.interceptors import DEFAULT_EXEMPT_SERVICES, GrpcMetrics, ServerPipeline
+from core.nonces import MemoryNonceStore, RedisNonceStore
+from core.ratelimit import MemoryRateLimiter, RedisRateLimiter, parse_rules
 from core.server import RunningServer, ServiceBinding, create_server
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,8 @@ class CoordinatorApp:
     grpc: RunningServer = field(init=False)
     http_port: int = 0
     keys: dict[str, str] = field(default_factory=dict)
+    gateway_token: str = ""
+    _closers: list = field(default_factory=list)
     _uvicorn: uvicorn.Server | None = None
     _http_task: asyncio.Task[None] | None = None
 
@@ -101,8 +108,18 @@ class CoordinatorApp:
             ),
         )
         await self.coordinator.start()
+        limiter, nonces = await self._shared_state()
+        self.gateway_token = secrets.token_urlsafe(24)
+        verifier = HmacRequestVerifier(
+            entries,
+            HmacVerifier(nonces, skew_s=cfg.hmac_skew_s),
+            gateway_token=self.gateway_token,
+            required=cfg.hmac_required,
+        )
         pipeline = ServerPipeline(
             authenticator=KeyAuthenticator(entries),
+            rate_limiter=MethodRateLimiter(limiter) if limiter is not None else None,
+            request_verifier=verifier if verifier.active else None,
             metrics=GrpcMetrics(CollectorRegistry()),
             exempt_services=DEFAULT_EXEMPT_SERVICES | PUBLIC_SERVICES,
         )
@@ -128,10 +145,26 @@ class CoordinatorApp:
         # Close miner streams first so the drain phase is not held up by them.
         self.grpc.on_shutdown(self.coordinator.stop, phase="drain")
         self.grpc.on_shutdown(self.store.close)
+        for closer in self._closers:
+            self.grpc.on_shutdown(closer)
         self.grpc.on_shutdown(self._stop_http)
         if cfg.http_port >= 0:
             await self._start_http()
         return self
+
+    async def _shared_state(self):
+        """Rate limiter and nonce store: in Redis when configured, else in process memory."""
+        cfg = self.config
+        rules = parse_rules(cfg.rate_limits) if cfg.rate_limits else {}
+        if cfg.redis_url:
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(cfg.redis_url)
+            self._closers.append(client.aclose)
+            prefix = cfg.redis_key_prefix
+            limiter = RedisRateLimiter(client, rules, prefix=f"{prefix}rl:") if rules else None
+            return limiter, RedisNonceStore(client, prefix=f"{prefix}nonce:")
+        return (MemoryRateLimiter(rules) if rules else None), MemoryNonceStore()
 
     async def _start_http(self) -> None:
         cfg = self.config

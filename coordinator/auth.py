@@ -35,6 +35,13 @@ class KeyEntry:
     id: str
     role: str
     digest: bytes
+    # When set, every request made with this key must carry an HMAC signature by it.
+    hmac_secret: bytes | None = None
+
+    @property
+    def key_id(self) -> str:
+        """Unique across roles: rate limits and nonces are kept per key."""
+        return f"{self.role}/{self.id}"
 
 
 def _digest(secret: str) -> bytes:
@@ -42,20 +49,24 @@ def _digest(secret: str) -> bytes:
 
 
 def parse_keys(text: str, role: str, *, name: str) -> list[KeyEntry]:
-    """`id=secret,id2=secret2` -> entries; ValueError naming `name` on a malformed pair."""
+    """`id=secret[:hmac_secret],...` -> entries; ValueError naming `name` on a malformed pair."""
     out = []
     for i, part in enumerate(p.strip() for p in text.split(",")):
         if not part:
             continue
         ident, sep, secret = part.partition("=")
         ident = ident.strip()
+        secret, has_hmac, hmac_secret = secret.partition(":")
         if not sep or not ID_RE.match(ident):
             raise ValueError(
                 f"{name}: entry {i + 1} must be id=secret with a plain id (letters, digits, . _ -)"
             )
         if len(secret) < 16:
             raise ValueError(f"{name}: the secret of {ident!r} must be at least 16 characters")
-        out.append(KeyEntry(ident, role, _digest(secret)))
+        if has_hmac and len(hmac_secret) < 16:
+            raise ValueError(f"{name}: the HMAC secret of {ident!r} must be at least 16 characters")
+        hmac_bytes = hmac_secret.encode() if has_hmac else None
+        out.append(KeyEntry(ident, role, _digest(secret), hmac_bytes))
     return out
 
 
@@ -99,4 +110,4 @@ class KeyAuthenticator:
             raise errors.PermissionDenied(
                 f"a {entry.role} key may not call {method}", reason="wrong_role"
             )
-        return Principal(id=entry.id, role=entry.role, key_id=entry.id)
+        return Principal(id=entry.id, role=entry.role, key_id=entry.key_id)

@@ -106,10 +106,36 @@ class CoordinatorConfig:
             "doc": "32-byte Ed25519 seed (hex) attesting receipts; empty: receipts carry no attestation.",
         },
     )
+    rate_limits: str = _f(
+        "submit=100/200,read=500/1000,miner=2000/4000,admin=50/100",
+        "Per API key limits by route class as class=rate_per_s/burst (classes: submit, read, miner, admin; '*' for the rest); empty: no limits.",
+    )
+    redis_url: str = _f(
+        "",
+        "Redis URL (redis://host:6379/0); when set, rate limits and HMAC nonces are shared by every coordinator process.",
+    )
+    redis_key_prefix: str = _f("aitbc:", "Prefix of every Redis key this coordinator writes.")
+    hmac_required: bool = _f(
+        False, "Every client key must carry an HMAC secret and sign every request."
+    )
+    hmac_skew_s: int = _f(
+        300, "Accepted clock difference of signed requests, seconds.", min=1, max=3600
+    )
     log_level: str = _f("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _f("json", "Log line format.", choices=("json", "text"))
 
     def __post_init__(self) -> None:
+        if self.rate_limits:
+            from core.ratelimit import parse_rules
+
+            try:
+                parse_rules(self.rate_limits)
+            except ValueError as exc:
+                raise ValueError(f"AITBC_RATE_LIMITS: {exc}") from None
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "AITBC_REDIS_URL: expected redis://host:port/db, rediss://... or unix://..."
+            )
         bad = [s for s in self.services if not SERVICE_RE.match(s)]
         if bad or not self.services:
             raise ValueError(

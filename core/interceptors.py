@@ -69,6 +69,35 @@ class RateLimiter(Protocol):
         ...
 
 
+class RequestVerifier(Protocol):
+    """Checks a call against the exact request bytes received (e.g. an HMAC signature).
+
+    `request_bytes` is the serialized request of unary-request RPCs and b"" for
+    client-streaming ones (their signature covers only the start of the call).
+    """
+
+    async def verify(
+        self,
+        principal: Principal | None,
+        method: str,
+        metadata: Mapping[str, str],
+        request_bytes: bytes,
+    ) -> None: ...
+
+
+class _Raw:
+    """A request message with the bytes it was parsed from (only when a verifier is set)."""
+
+    __slots__ = ("data", "message")
+
+    def __init__(self, data: bytes, message: Any):
+        self.data, self.message = data, message
+
+
+def _keep_raw(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], _Raw]:
+    return lambda data: _Raw(data, deserializer(data))
+
+
 class GrpcMetrics:
     """`aitbc_grpc_requests_total{method,code}` and `aitbc_grpc_request_seconds{method}`."""
 
@@ -149,7 +178,9 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
         rate_limiter: RateLimiter | None = None,
         metrics: GrpcMetrics | None = None,
         exempt_services: Iterable[str] = DEFAULT_EXEMPT_SERVICES,
+        request_verifier: RequestVerifier | None = None,
     ) -> None:
+        self._verifier = request_verifier
         self._auth = authenticator
         self._limiter = rate_limiter
         self._metrics = metrics
@@ -181,6 +212,14 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
+        unary_request = bool(handler.unary_unary or handler.unary_stream)
+        if (
+            self._verifier is not None
+            and not exempt
+            and unary_request
+            and handler.request_deserializer
+        ):
+            kw["request_deserializer"] = _keep_raw(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary, exempt), **kw
@@ -206,7 +245,7 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 if not exempt:
-                    await self._admit(state, context)
+                    request = await self._admit(state, context, request)
                 response = behavior(request, context)
                 if is_async or inspect.isawaitable(response):
                     response = await response
@@ -234,7 +273,7 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 if not exempt:
-                    await self._admit(state, context)
+                    request = await self._admit(state, context, request)
                 result = behavior(request, context)
                 async with contextlib.aclosing(result if is_agen else _as_async(result)) as agen:
                     async for message in agen:
@@ -260,7 +299,7 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
             code = "OK"
             try:
                 if not exempt:
-                    await self._admit(state, context)
+                    request = await self._admit(state, context, request)
                 await behavior(request, _FlushingContext(context, state, self))
                 code = _code_name(context)
                 await self._flush(state, context)
@@ -288,14 +327,23 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
         state = CallState(method, rid, metadata)
         return state, (call_context.current_call.set(state), log_context.request_id.set(rid))
 
-    async def _admit(self, state: CallState, context: grpc.aio.ServicerContext) -> None:
+    async def _admit(
+        self, state: CallState, context: grpc.aio.ServicerContext, request: Any
+    ) -> Any:
+        """Authenticate, verify, rate-limit; returns the request message for the handler."""
         if self._auth is not None:
             principal = await self._auth.authenticate(state.method, state.metadata)
             if not isinstance(principal, Principal):
                 raise TypeError(f"authenticator returned {type(principal).__name__}, not Principal")
             state.principal = principal
+        if self._verifier is not None:
+            raw = b""
+            if isinstance(request, _Raw):
+                raw, request = request.data, request.message
+            await self._verifier.verify(state.principal, state.method, state.metadata, raw)
         if self._limiter is not None:
             await self._limiter.check(state.principal, state.method)
+        return request
 
     def _exit(self, method: str, code: str, start: float, tokens: tuple[Any, Any]) -> None:
         if self._metrics is not None:

@@ -1,0 +1,168 @@
+"""Rate limits and HMAC signing through real servers (gRPC here; REST in test_security_rest)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import grpc
+import pytest
+from aitbc.coordinator.v1 import job_pb2 as job_pb
+from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
+from aitbc.coordinator.v1 import job_service_pb2_grpc as jobs_grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from coordinator.app import CoordinatorApp
+from coordinator.store.memory import MemoryJobStore
+from coordinator.testing import CoordinatorProcess
+from core.hmac_auth import sign_grpc
+
+from .conftest import KEYS, make_config
+
+SUBMIT = "/aitbc.coordinator.v1.JobService/SubmitJob"
+HMAC_SECRET = "alice-hmac-secret-0123456789"
+
+
+def submit_request(n: int = 0) -> jobs_pb.SubmitJobRequest:
+    req = jobs_pb.SubmitJobRequest(payload=job_pb.JobPayload(service="echo"))
+    req.payload.parameters.update({"n": n})
+    return req
+
+
+def details(exc: grpc.aio.AioRpcError, cls):
+    status = rpc_status.from_call(exc)
+    out = []
+    for d in status.details if status else ():
+        if d.Is(cls.DESCRIPTOR):
+            msg = cls()
+            d.Unpack(msg)
+            out.append(msg)
+    return out
+
+
+async def test_rate_limit_per_key_and_class_over_grpc(tmp_path):
+    app = await CoordinatorApp(
+        make_config(tmp_path, rate_limits="submit=0.5/3"), store=MemoryJobStore()
+    ).start()
+    async with grpc.aio.insecure_channel(app.grpc_target) as ch:
+        jobs = jobs_grpc.JobServiceStub(ch)
+        alice = (("x-api-key", KEYS["client"]["alice"]),)
+        for i in range(3):
+            await jobs.SubmitJob(submit_request(i), metadata=alice)
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await jobs.SubmitJob(submit_request(9), metadata=alice)
+        assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        (retry,) = details(exc.value, error_details_pb2.RetryInfo)
+        assert 1.0 <= retry.retry_delay.ToNanoseconds() / 1e9 <= 2.1
+        # another key, and another route class of the same key, have their own buckets
+        await jobs.SubmitJob(submit_request(), metadata=(("x-api-key", KEYS["client"]["bob"]),))
+        await jobs.ListJobs(jobs_pb.ListJobsRequest(), metadata=alice)
+    await app.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.e2e
+async def test_rate_limit_shared_by_two_processes_through_redis(tmp_path, redis_url):
+    prefix = f"aitbc-test-{uuid.uuid4().hex[:8]}:"
+    env = {
+        "AITBC_CLIENT_KEYS": f"alice={KEYS['client']['alice']}",
+        "AITBC_MINER_KEYS": f"m1={KEYS['miner']['m1']}",
+        "AITBC_ADMIN_KEYS": f"root={KEYS['admin']['root']}",
+        "AITBC_REDIS_URL": redis_url,
+        "AITBC_REDIS_KEY_PREFIX": prefix,
+        "AITBC_RATE_LIMITS": "submit=0.1/6",
+        "AITBC_LOG_LEVEL": "WARNING",
+    }
+    procs = [
+        await CoordinatorProcess({**env, "AITBC_DATA_DIR": str(tmp_path / n)}).start() for n in "ab"
+    ]
+    channels = [grpc.aio.insecure_channel(p.grpc_target) for p in procs]
+    stubs = [jobs_grpc.JobServiceStub(c) for c in channels]
+    alice = (("x-api-key", KEYS["client"]["alice"]),)
+    accepted = refused = 0
+    for i in range(12):
+        try:
+            await stubs[i % 2].SubmitJob(submit_request(i), metadata=alice)
+            accepted += 1
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            refused += 1
+    assert (accepted, refused) == (6, 6)  # one bucket of 6 across both processes
+    for c in channels:
+        await c.close()
+    for p in procs:
+        assert await p.terminate() == 0
+
+
+@pytest.fixture
+async def hmac_app(tmp_path):
+    cfg = make_config(
+        tmp_path,
+        client_keys=f"alice={KEYS['client']['alice']}:{HMAC_SECRET},bob={KEYS['client']['bob']}",
+    )
+    app = await CoordinatorApp(cfg, store=MemoryJobStore()).start()
+    async with grpc.aio.insecure_channel(app.grpc_target) as ch:
+        yield app, jobs_grpc.JobServiceStub(ch)
+    await app.stop()
+
+
+def signed(request, secret: str = HMAC_SECRET, **kw):
+    md = sign_grpc(secret.encode(), SUBMIT, request.SerializeToString(), **kw)
+    return (("x-api-key", KEYS["client"]["alice"]), *md)
+
+
+async def _reason(coro) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await coro
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    (info,) = details(exc.value, error_details_pb2.ErrorInfo)
+    return info.reason
+
+
+async def test_hmac_over_grpc(hmac_app):
+    _, jobs = hmac_app
+    req = submit_request(1)
+    md = signed(req)
+    assert (await jobs.SubmitJob(req, metadata=md)).created
+    assert await _reason(jobs.SubmitJob(req, metadata=md)) == "replayed_nonce"
+    assert (
+        await _reason(jobs.SubmitJob(req, metadata=signed(req, "wrong-secret-0123456789")))
+        == "bad_signature"
+    )
+    assert (
+        await _reason(jobs.SubmitJob(req, metadata=signed(req, timestamp=int(time.time()) - 301)))
+        == "stale_timestamp"
+    )
+    assert (
+        await _reason(jobs.SubmitJob(req, metadata=signed(req, timestamp=int(time.time()) + 301)))
+        == "stale_timestamp"
+    )
+    assert (
+        await _reason(jobs.SubmitJob(submit_request(2), metadata=signed(req))) == "bad_signature"
+    )  # tampered body
+    assert (
+        await _reason(jobs.SubmitJob(req, metadata=(("x-api-key", KEYS["client"]["alice"]),)))
+        == "missing_signature"
+    )
+    # a key without an HMAC secret is not asked to sign
+    assert (await jobs.SubmitJob(req, metadata=(("x-api-key", KEYS["client"]["bob"]),))).created
+
+
+async def test_hmac_required_refuses_keys_without_secret(tmp_path):
+    with pytest.raises(ValueError, match="client/bob"):
+        await CoordinatorApp(
+            make_config(
+                tmp_path,
+                hmac_required=True,
+                client_keys=f"alice={KEYS['client']['alice']}:{HMAC_SECRET},bob={KEYS['client']['bob']}",
+            ),
+            store=MemoryJobStore(),
+        ).start()
+
+
+async def test_bad_rate_limit_config_names_the_key(tmp_path):
+    with pytest.raises(ValueError, match="AITBC_RATE_LIMITS"):
+        make_config(tmp_path, rate_limits="submit=fast")
+    await asyncio.sleep(0)
