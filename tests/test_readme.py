@@ -1,0 +1,46 @@
+"""The README's examples run as written against a real coordinator (only the ports differ)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordinator.testing import CoordinatorProcess
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+pytestmark = pytest.mark.e2e
+
+
+def block(name: str) -> str:
+    m = re.search(rf"<!-- readme-test: {name} -->\n```\w+\n(.*?)```", README.read_text(), re.S)
+    assert m, f"README has no block tagged readme-test: {name}"
+    return m.group(1)
+
+
+async def run(cmd: list[str], cwd: Path, stdin: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+    assert proc.returncode == 0, f"{cmd[0]} failed ({proc.returncode}):\n{err.decode()}\n{out.decode()}"
+    return out.decode()
+
+
+async def test_readme_examples(tmp_path):
+    coord = await CoordinatorProcess({"AITBC_DATA_DIR": str(tmp_path / "data"), "AITBC_LOG_LEVEL": "WARNING"}).start()
+    try:
+        http_port = coord.http_base.rsplit(":", 1)[1]
+        grpc_port = coord.grpc_target.rsplit(":", 1)[1]
+        rest = block("rest").replace("localhost:8080", f"localhost:{http_port}")
+        out = await run(["bash", "-euo", "pipefail", "-s"], tmp_path, rest)
+        assert '"state":"JOB_STATE_COMPLETED"' in out and '"purpose":"signing"' in out
+        assert (tmp_path / "receipt.json").read_bytes().startswith(b'{"artifact_hash":"sha256:')
+        code = block("grpc").replace("127.0.0.1:50051", f"127.0.0.1:{grpc_port}")
+        out = await run([sys.executable, "-"], tmp_path, code)
+        assert out.startswith("JOB_STATE_COMPLETED {")
+    finally:
+        assert await coord.terminate() == 0
