@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from google.protobuf.descriptor import Descriptor, ServiceDescriptor
@@ -64,12 +65,14 @@ def _operation(builder: SchemaBuilder, route: Route, status_ref: dict) -> tuple[
     suffix = str(route.binding_index + 1) if route.binding_index else ""
     op: dict = {"operationId": f"{service.name}_{method.name}{suffix}", "tags": [service.name]}
     comment = builder.comments.get(service.file, f"{service.full_name}.{method.name}")
-    # Like protoc-gen-openapiv2: a first paragraph set off by a blank line is the summary.
+    # Like protoc-gen-openapiv2 a first paragraph set off by a blank line is the summary;
+    # otherwise the first sentence is (doc viewers show it on the collapsed row).
     summary, _, rest = comment.partition("\n\n")
     if rest:
-        op.update(summary=summary, description=rest)
+        op.update(summary=summary.replace("\n", " "), description=rest)
     elif comment:
-        op["description"] = comment
+        first = re.split(r"(?<=\.)\s+(?=[A-Z])", comment, maxsplit=1)[0]
+        op.update(summary=first.replace("\n", " "), description=comment)
     path, split = openapi_path(route.template)
     params = _path_params(builder, route, split)
     if route.query_allowed:

@@ -147,7 +147,7 @@ class RouteTable:
         keys = [_literal_key(s) for s in segments]
         last = segments[-1]
         colon = last.rfind(":")
-        if colon > 0 and len(tries) > 1:
+        if colon > 0:
             root = tries.get(last[colon + 1 :])
             if root is not None:
                 head = [*segments[:-1], last[:colon]]

@@ -148,6 +148,15 @@ def make_servicer(gw: SimpleNamespace) -> object:
                 data=request.data[::-1],
             )
 
+        async def Download(self, request, context):
+            for i in range(request.chunks):
+                if request.fail_code and i == request.fail_after:
+                    status = error_status(request.fail_code, f"failed at chunk {i}")
+                    await context.abort_with_status(rpc_status.to_status(status))
+                yield httpbody_pb2.HttpBody(
+                    content_type="text/csv", data=f"{request.name},{i}\n".encode()
+                )
+
         async def Sleep(self, request, context):
             await asyncio.sleep(30)
             return pb.SleepResponse()

@@ -32,7 +32,8 @@ async def test_document_header_and_every_operation(doc: dict) -> None:
     assert doc["openapi"] == "3.1.0"
     assert doc["info"] == {"title": "gwtest", "version": "1.2.3"}
     ops = [op for item in doc["paths"].values() for op in item.values()]
-    assert len(ops) == 17  # 10 Echo bindings, Fail, SetStatus, 2 Ticks, Upload, Mirror, Sleep
+    assert len(ops) == 18  # 10 Echo bindings, Fail, SetStatus, 2 Ticks, Upload, Mirror,
+    # Download, Sleep
     ids = [op["operationId"] for op in ops]
     assert len(set(ids)) == len(ids)
     assert "EchoService_Echo" in ids and "EchoService_Echo10" in ids
@@ -67,6 +68,7 @@ async def test_get_with_path_and_query_params(doc: dict) -> None:
     assert "requestBody" not in op
     ok = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/gwtest.v1.EchoResponse"}
+    assert op["summary"] == "Echoes the request it received, with the metadata and deadline it saw."
     assert op["description"].startswith("Echoes the request")
     assert op["tags"] == ["EchoService"]
 
@@ -115,6 +117,8 @@ async def test_response_body_and_streaming(doc: dict) -> None:
         "result": {"$ref": "#/components/schemas/gwtest.v1.Tick"},
         "error": STATUS_REF,
     }
+    raw = doc["paths"]["/v1/downloads/{name}"]["get"]["responses"]["200"]
+    assert raw["content"] == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     numbers = doc["paths"]["/v1/ticks/{count}/numbers"]["get"]["responses"]["200"]
     schema = numbers["content"]["application/x-ndjson"]["schema"]
     assert schema["properties"]["result"] == {"type": "integer", "format": "int32"}

@@ -78,6 +78,15 @@ def test_same_path_other_verb_or_custom_verb_is_no_conflict(gw: SimpleNamespace)
     assert len(compile_routes([svc]).routes) == 3
 
 
+def test_verb_only_method_still_routes(gw: SimpleNamespace) -> None:
+    svc = service_with(gw, {"Run": rule(post="/v1/jobs/{id}:run")})
+    table = compile_routes([svc])
+    found = table.match("POST", ["v1", "jobs", "a:b:run"])
+    assert found is not None and found[1] == ["v1", "jobs", "a:b"]
+    assert table.match("POST", ["v1", "jobs", "a"]) is None
+    assert table.match("POST", ["v1", "jobs", ":run"]) is None
+
+
 @pytest.mark.parametrize(
     ("bad", "problem"),
     [

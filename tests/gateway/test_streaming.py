@@ -115,3 +115,22 @@ async def test_unary_over_a_real_socket(live_gateway: str) -> None:
         assert r.status_code == 200 and r.json()["request"]["num"] == 2
         r = await c.post("/v1/echo", content=b"x" * 10_000)
         assert r.status_code == 413
+
+
+async def test_http_body_stream_is_raw(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/downloads/f?chunks=3")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    assert r.content == b"f,0\nf,1\nf,2\n"
+
+
+async def test_http_body_stream_error_before_first_chunk(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/downloads/f?chunks=3&fail_after=0&fail_code=5")
+    assert r.status_code == 404 and r.json()["code"] == 5
+
+
+async def test_http_body_stream_error_mid_stream_aborts_the_response(live_gateway: str) -> None:
+    # Raw bytes have no framing for an error: the connection is cut, never a clean end.
+    async with httpx.AsyncClient(base_url=live_gateway) as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.get("/v1/downloads/f?chunks=3&fail_after=2&fail_code=14")
