@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.gateway.metadata import FORWARDED_HEADERS
+from core.gateway.metadata import FORWARDED_HEADERS, MAX_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,10 @@ class GatewayConfig:
             raise ValueError(
                 f"max_body_bytes must be a positive integer, got {self.max_body_bytes!r}"
             )
-        if self.default_timeout_s is not None and not self.default_timeout_s > 0:
+        if self.default_timeout_s is not None and not 0 < self.default_timeout_s <= MAX_TIMEOUT_S:
             raise ValueError(
-                f"default_timeout_s must be > 0 or None, got {self.default_timeout_s!r}"
+                f"default_timeout_s must be in (0, {MAX_TIMEOUT_S:.0f}] or None, "
+                f"got {self.default_timeout_s!r}"
             )
         for key in ("openapi_path", "docs_path"):
             value = getattr(self, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -119,15 +120,21 @@ class Gateway:
         if route.server_streaming:
             await self._stream(route, call, scope, receive, send)
         else:
-            await self._unary(route, call, send)
+            await self._unary(route, call, receive, send)
 
-    async def _unary(self, route: Route, call: Any, send: Callable) -> None:
+    async def _unary(self, route: Route, call: Any, receive: Callable, send: Callable) -> None:
+        # Like grpc-gateway: a client that goes away cancels its RPC (a long-poll must not
+        # hand out work nobody will receive).
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, call))
         try:
             resp = await call
             headers, code = outgoing(await call.initial_metadata())
         except grpc.aio.AioRpcError as err:
-            await self._send_rpc_error(send, err)
+            if not watcher.done():
+                await self._send_rpc_error(send, err)
             return
+        finally:
+            watcher.cancel()
         status = code or 200
         if status in _NO_BODY:
             await _send(send, status, headers, b"")
@@ -210,11 +217,23 @@ class Gateway:
         await _send(send, http or http_status(status.code), headers, status_json(status))
 
 
+async def _cancel_on_disconnect(receive: Callable, call: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # request body chunks a body-less route did not read
+    call.cancel()
+
+
 async def _ndjson_lines(route: Route, call: Any, first: Any) -> AsyncIterator[bytes]:
     try:
         msg = first
         while msg is not grpc.aio.EOF:
-            yield b'{"result":' + dumps(json_value(route, msg)) + b"}\n"
+            try:
+                line = b'{"result":' + dumps(json_value(route, msg)) + b"}\n"
+            except Exception:  # our bug, not the client's: say so on the stream and stop
+                log.exception("cannot render a message of %s", route.rpc)
+                yield b'{"error":' + status_json(_status(13, "cannot render the response")) + b"}\n"
+                return
+            yield line
             msg = await call.read()
     except grpc.aio.AioRpcError as err:
         yield b'{"error":' + status_json(status_from_rpc_error(err)) + b"}\n"

@@ -30,6 +30,7 @@ GATEWAY_KEYS = frozenset(
 )
 _PREFIX = b"grpc-metadata-"
 _TIMEOUT = re.compile(rb"([0-9]{1,8})([HMSmun])\Z")
+MAX_TIMEOUT_S = 100 * 86400.0
 _UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 _KEY = re.compile(rb"[0-9a-z_.\-]+\Z")
 _VALUE = re.compile(rb"[\x20-\x7e]*\Z")
@@ -125,7 +126,8 @@ def parse_timeout(value: bytes) -> float:
             "header Grpc-Timeout",
             f"{value.decode('latin-1')!r} is not a gRPC timeout (digits then H, M, S, m, u or n)",
         )
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    # gRPC turns deadlines past ~30 years into "already expired": clamp far ones instead.
+    return min(int(m.group(1)) * _UNITS[m.group(2)], MAX_TIMEOUT_S)
 
 
 def outgoing(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[list, int | None]:

@@ -96,6 +96,8 @@ def make_servicer(gw: SimpleNamespace) -> object:
         def __init__(self) -> None:
             self.stream_cancelled = asyncio.Event()
             self.stream_hanging = asyncio.Event()
+            self.sleep_started = asyncio.Event()
+            self.sleep_cancelled = asyncio.Event()
 
         async def Echo(self, request, context):
             seen = {}
@@ -133,7 +135,10 @@ def make_servicer(gw: SimpleNamespace) -> object:
                     if request.hang_after and i == request.hang_after:
                         self.stream_hanging.set()
                         await asyncio.Event().wait()
-                    yield pb.Tick(n=i, note=f"tick {i}")
+                    tick = pb.Tick(n=i, note=f"tick {i}")
+                    if request.unprintable_at == i + 1:
+                        tick.extra.number_value = float("inf")
+                    yield tick
             except asyncio.CancelledError:
                 self.stream_cancelled.set()
                 raise
@@ -158,7 +163,12 @@ def make_servicer(gw: SimpleNamespace) -> object:
                 )
 
         async def Sleep(self, request, context):
-            await asyncio.sleep(30)
+            self.sleep_started.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.sleep_cancelled.set()
+                raise
             return pb.SleepResponse()
 
         async def Chat(self, request_iterator, context):

@@ -91,6 +91,8 @@ async def test_grpc_timeout_sets_a_deadline(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/echo/t")).json()["has_deadline"] is False
     r = await client.get("/v1/echo/t", headers={"Grpc-Timeout": "5S"})
     assert r.json()["has_deadline"] is True
+    r = await client.get("/v1/echo/t", headers={"Grpc-Timeout": "99999999H"})  # clamped
+    assert r.status_code == 200 and r.json()["has_deadline"] is True
     assert "grpc-timeout" not in r.json()["metadata"]
 
 
@@ -156,3 +158,23 @@ async def test_signed_get_hashes_the_body_it_was_sent(client: httpx.AsyncClient)
 async def test_unsigned_requests_carry_no_signing_metadata(client: httpx.AsyncClient) -> None:
     md = (await client.get("/v1/echo/u")).json()["metadata"]
     assert not any(k.startswith("x-aitbc-") for k in md)
+
+
+@pytest.mark.parametrize(
+    ("kw", "key"),
+    [
+        ({"max_body_bytes": 0}, "max_body_bytes"),
+        ({"default_timeout_s": -1.0}, "default_timeout_s"),
+        ({"default_timeout_s": 1e12}, "default_timeout_s"),
+        ({"openapi_path": "openapi.json"}, "openapi_path"),
+        ({"docs_path": "/docs/"}, "docs_path"),
+        ({"openapi_path": None}, "docs_path needs openapi_path"),
+        ({"forwarded_headers": ("grpc-timeout",)}, "forwarded_headers"),
+        ({"auth_challenge": "a\nb"}, "auth_challenge"),
+    ],
+)
+def test_bad_config_names_the_key(kw: dict, key: str) -> None:
+    from core.gateway import GatewayConfig
+
+    with pytest.raises(ValueError, match=key):
+        GatewayConfig(**kw)

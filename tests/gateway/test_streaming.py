@@ -60,6 +60,16 @@ async def test_error_before_first_message_uses_the_status_table(client: httpx.As
     assert r.json()["code"] == 7 and r.json()["message"] == "failed at 0"
 
 
+async def test_unprintable_message_ends_the_stream_with_an_error(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/v1/ticks/5?unprintable_at=2")
+    got = lines(r.content)
+    assert got[0]["result"]["n"] == 0
+    assert got[1] == {"error": {"code": 13, "message": "cannot render the response", "details": []}}
+    assert len(got) == 2
+
+
 async def test_bad_stream_request_is_400(client: httpx.AsyncClient) -> None:
     r = await client.get("/v1/ticks/x")
     assert r.status_code == 400 and r.json()["message"].startswith("count: ")
@@ -107,6 +117,19 @@ async def test_client_going_away_cancels_the_rpc(
             await servicer.stream_hanging.wait()
         # Leaving the block closes the connection mid-stream.
     await asyncio.wait_for(servicer.stream_cancelled.wait(), timeout=10)
+
+
+async def test_client_going_away_cancels_a_unary_rpc(
+    live_gateway: str, grpc_server: SimpleNamespace
+) -> None:
+    servicer = grpc_server.servicer
+    async with httpx.AsyncClient(base_url=live_gateway) as c:
+        request = asyncio.create_task(c.get("/v1/sleep"))
+        await servicer.sleep_started.wait()
+        request.cancel()  # closes the connection mid-request
+        with pytest.raises(asyncio.CancelledError):
+            await request
+    await asyncio.wait_for(servicer.sleep_cancelled.wait(), timeout=10)
 
 
 async def test_unary_over_a_real_socket(live_gateway: str) -> None:
