@@ -189,7 +189,9 @@ async def run(grpc_port: int, http_port: int, args: argparse.Namespace, pids: di
     async with grpc.aio.insecure_channel(f"{HOST}:{grpc_port}") as channel:
         stub = jobs_grpc.JobServiceStub(channel)
         limits = httpx.Limits(max_keepalive_connections=256, max_connections=256)
-        async with httpx.AsyncClient(base_url=f"http://{HOST}:{http_port}", limits=limits) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://{HOST}:{http_port}", limits=limits, trust_env=False
+        ) as http:
 
             async def via_grpc() -> None:
                 await stub.GetJob(jobs_pb.GetJobRequest(job_id=JOB_ID))
