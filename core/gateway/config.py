@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from core.gateway.metadata import FORWARDED_HEADERS, MAX_TIMEOUT_S
+from core.gateway.metadata import FORWARDED_HEADERS, MAX_TIMEOUT_S, check_call_metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +20,9 @@ class GatewayConfig:
     forwarded_headers: tuple[str, ...] = FORWARDED_HEADERS
     # WWW-Authenticate value sent with 401 (UNAUTHENTICATED).
     auth_challenge: str = 'ApiKey realm="aitbc"'
+    # Metadata added to every call, e.g. (("x-aitbc-gateway", token),) so the server can tell
+    # calls from this gateway; clients cannot send these keys. Kept out of repr (secrets).
+    call_metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes <= 0:
@@ -42,3 +45,4 @@ class GatewayConfig:
                 raise ValueError(f"forwarded_headers has an invalid header name {header!r}")
         if not self.auth_challenge.isascii() or "\n" in self.auth_challenge:
             raise ValueError("auth_challenge must be one line of ASCII")
+        check_call_metadata(self.call_metadata)

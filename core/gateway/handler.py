@@ -51,7 +51,7 @@ class Gateway:
         self.config = config
         self._options = list(channel_options)
         self._factory = channel_factory
-        self._headers = HeaderMapper(config.forwarded_headers)
+        self._headers = HeaderMapper(config.forwarded_headers, config.call_metadata)
         self._channel: grpc.aio.Channel | None = None
         self._calls: dict[str, Any] = {}
 

@@ -37,10 +37,24 @@ _VALUE = re.compile(rb"[\x20-\x7e]*\Z")
 
 
 class HeaderMapper:
-    """Turns an ASGI header list into (metadata, timeout) once per request."""
+    """Turns an ASGI header list into (metadata, timeout) once per request.
 
-    def __init__(self, forwarded: Iterable[str] = FORWARDED_HEADERS) -> None:
-        self._direct = {h.lower().encode(): h.lower() for h in forwarded}
+    `call_metadata` is added to every call (e.g. a token proving the call came through this
+    gateway); clients can neither send nor override those keys.
+    """
+
+    def __init__(
+        self,
+        forwarded: Iterable[str] = FORWARDED_HEADERS,
+        call_metadata: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self._static = list(call_metadata)
+        self._reserved = GATEWAY_KEYS | {k.encode() for k, _ in self._static}
+        self._direct = {
+            h.lower().encode(): h.lower()
+            for h in forwarded
+            if h.lower().encode() not in self._reserved
+        }
 
     def incoming(
         self, headers: Iterable[tuple[bytes, bytes]], client_host: str | None
@@ -57,7 +71,7 @@ class HeaderMapper:
                 metadata.append((key, _text(name, value)))
                 signed = signed or name == SIGNATURE_HEADER
             elif name.startswith(_PREFIX):
-                metadata.append(_prefixed(name, value))
+                metadata.append(_prefixed(name, value, self._reserved))
             elif name == b"grpc-timeout":
                 timeout = parse_timeout(value)
             elif name == b"x-forwarded-for" and _VALUE.match(value):
@@ -70,6 +84,7 @@ class HeaderMapper:
             metadata.append(("x-forwarded-for", chain))
         if host:
             metadata.append(("x-forwarded-host", host))
+        metadata += self._static
         return metadata, timeout, signed
 
 
@@ -81,12 +96,12 @@ def _text(name: bytes, value: bytes) -> str:
     return value.decode("ascii")
 
 
-def _prefixed(name: bytes, value: bytes) -> tuple[str, str | bytes]:
+def _prefixed(name: bytes, value: bytes, reserved: frozenset[bytes]) -> tuple[str, str | bytes]:
     key = name[len(_PREFIX) :]
     header = name.decode("latin-1")
     if not _KEY.match(key) or key.startswith(b"grpc-"):
         raise InvalidArgument.field(f"header {header}", "not a valid gRPC metadata key")
-    if key in GATEWAY_KEYS:
+    if key in reserved:
         raise InvalidArgument.field(f"header {header}", "this metadata key is set by the gateway")
     if key.endswith(b"-bin"):
         try:
@@ -143,3 +158,15 @@ def outgoing(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[list, 
             continue
         headers.append((_PREFIX + key.encode(), value.encode("latin-1")))
     return headers, code
+
+
+def check_call_metadata(pairs: Iterable[tuple[str, str]]) -> None:
+    """Raise ValueError unless every pair is a valid text metadata entry the gateway may own."""
+    for key, value in pairs:
+        raw = key.encode() if isinstance(key, str) else b""
+        if not _KEY.match(raw) or raw.startswith(b"grpc-") or raw.endswith(b"-bin"):
+            raise ValueError(f"call_metadata has an invalid key {key!r}")
+        if raw in GATEWAY_KEYS or key == STATUS_KEY:
+            raise ValueError(f"call_metadata key {key!r} is set by the gateway itself")
+        if not isinstance(value, str) or not _VALUE.match(value.encode("utf-8")):
+            raise ValueError(f"call_metadata value for {key!r} must be printable ASCII")

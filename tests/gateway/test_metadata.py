@@ -171,6 +171,9 @@ async def test_unsigned_requests_carry_no_signing_metadata(client: httpx.AsyncCl
         ({"openapi_path": None}, "docs_path needs openapi_path"),
         ({"forwarded_headers": ("grpc-timeout",)}, "forwarded_headers"),
         ({"auth_challenge": "a\nb"}, "auth_challenge"),
+        ({"call_metadata": (("Bad Key", "v"),)}, "call_metadata"),
+        ({"call_metadata": (("x-forwarded-for", "v"),)}, "call_metadata"),
+        ({"call_metadata": (("x-token", "caf\u00e9"),)}, "call_metadata"),
     ],
 )
 def test_bad_config_names_the_key(kw: dict, key: str) -> None:
@@ -178,3 +181,19 @@ def test_bad_config_names_the_key(kw: dict, key: str) -> None:
 
     with pytest.raises(ValueError, match=key):
         GatewayConfig(**kw)
+
+
+async def test_call_metadata_is_added_and_cannot_be_forged(
+    gw: SimpleNamespace, grpc_server
+) -> None:
+    from core.gateway import GatewayConfig
+
+    app = make_app(gw, grpc_server.target, call_metadata=(("x-aitbc-gateway", "s3cret"),))
+    assert "s3cret" not in repr(app.state.gateway.config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as c:
+            assert (await c.get("/v1/echo/t")).json()["metadata"]["x-aitbc-gateway"] == "s3cret"
+            r = await c.get("/v1/echo/t", headers={"Grpc-Metadata-X-Aitbc-Gateway": "guess"})
+            assert r.status_code == 400
+    assert GatewayConfig().call_metadata == ()
