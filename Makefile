@@ -28,11 +28,12 @@ test: setup
 check: setup
 	$(PY) tools/check_contracts.py
 
-## Regenerate gen/ from proto/ (and refresh the googleapis copy).
+## Regenerate gen/ from proto/ (and refresh the googleapis copy and the OpenAPI golden file).
 proto: setup
 	$(PY) tools/sync_googleapis.py
 	buf format -w
 	buf generate
+	$(PY) tools/write_openapi.py
 
 bench: setup
 	$(PY) -m bench

@@ -28,7 +28,7 @@ from coordinator.auth import PUBLIC_SERVICES, KeyAuthenticator, parse_keys
 from coordinator.config import CoordinatorConfig
 from coordinator.domain.service import Coordinator
 from coordinator.receipts import ReceiptIssuer, ReceiptKeys
-from coordinator.security import HmacRequestVerifier, MethodRateLimiter
+from coordinator.security import GATEWAY_TOKEN_KEY, HmacRequestVerifier, MethodRateLimiter
 from coordinator.store.base import JobStore
 from coordinator.store.sql import SqlJobStore
 from core.clock import Clock
@@ -171,7 +171,11 @@ class CoordinatorApp:
         app = create_gateway_app(
             SERVICES,
             target=f"127.0.0.1:{self.grpc.port}",
-            config=GatewayConfig(max_body_bytes=cfg.http_max_body_bytes),
+            config=GatewayConfig(
+                max_body_bytes=cfg.http_max_body_bytes,
+                # proves to the HMAC verifier that the x-aitbc-http-* metadata is ours
+                call_metadata=((GATEWAY_TOKEN_KEY, self.gateway_token),),
+            ),
             title="AITBC coordinator",
         )
         self._uvicorn = uvicorn.Server(

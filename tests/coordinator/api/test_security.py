@@ -166,3 +166,93 @@ async def test_bad_rate_limit_config_names_the_key(tmp_path):
     with pytest.raises(ValueError, match="AITBC_RATE_LIMITS"):
         make_config(tmp_path, rate_limits="submit=fast")
     await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def hmac_rest(tmp_path):
+    import httpx
+
+    cfg = make_config(
+        tmp_path,
+        client_keys=f"alice={KEYS['client']['alice']}:{HMAC_SECRET}",
+        rate_limits="submit=0.5/2",
+    )
+    app = await CoordinatorApp(cfg, store=MemoryJobStore()).start()
+    async with httpx.AsyncClient(base_url=app.http_base) as http:
+        yield app, http
+    await app.stop()
+
+
+def rest_headers(
+    method: str, path: str, body: bytes, *, secret: str = HMAC_SECRET, query: str = "", **kw
+):
+    from core.hmac_auth import sign_rest
+
+    return {
+        "X-Api-Key": KEYS["client"]["alice"],
+        "Content-Type": "application/json",
+        **sign_rest(secret.encode(), method, path, query, body, **kw),
+    }
+
+
+async def test_hmac_over_rest(hmac_rest):
+    _, http = hmac_rest
+    body = b'{"payload": {"service": "echo", "parameters": {"n": 1}}}'
+    h = rest_headers("POST", "/v1/jobs", body)
+    assert (await http.post("/v1/jobs", content=body, headers=h)).status_code == 201
+
+    async def reason(resp) -> str:
+        assert resp.status_code == 401, resp.text
+        return next(d["reason"] for d in resp.json()["details"] if d["@type"].endswith("ErrorInfo"))
+
+    assert await reason(await http.post("/v1/jobs", content=body, headers=h)) == "replayed_nonce"
+    bad = rest_headers("POST", "/v1/jobs", body, secret="wrong-secret-0123456789")
+    assert await reason(await http.post("/v1/jobs", content=body, headers=bad)) == "bad_signature"
+    stale = rest_headers("POST", "/v1/jobs", body, timestamp=int(time.time()) - 400)
+    assert (
+        await reason(await http.post("/v1/jobs", content=body, headers=stale)) == "stale_timestamp"
+    )
+    tampered = rest_headers("POST", "/v1/jobs", body)
+    other = b'{"payload": {"service": "echo", "parameters": {"n": 2}}}'
+    assert (
+        await reason(await http.post("/v1/jobs", content=other, headers=tampered))
+        == "bad_signature"
+    )
+    # a signed GET with a query string
+    q = rest_headers("GET", "/v1/jobs", b"", query="page_size=5&state=JOB_STATE_QUEUED")
+    r = await http.get("/v1/jobs?page_size=5&state=JOB_STATE_QUEUED", headers=q)
+    assert r.status_code == 200 and len(r.json()["jobs"]) == 1
+    wrong_query = rest_headers("GET", "/v1/jobs", b"", query="page_size=5")
+    assert (
+        await reason(await http.get("/v1/jobs?page_size=6", headers=wrong_query)) == "bad_signature"
+    )
+
+
+async def test_rate_limit_over_rest_is_429_with_retry_after(hmac_rest):
+    _, http = hmac_rest
+    codes = []
+    for n in range(3):
+        body = f'{{"payload": {{"service": "echo", "parameters": {{"n": {n}}}}}}}'.encode()
+        r = await http.post(
+            "/v1/jobs", content=body, headers=rest_headers("POST", "/v1/jobs", body)
+        )
+        codes.append(r.status_code)
+    assert codes == [201, 201, 429]
+    assert r.json()["code"] == 8 and int(r.headers["Retry-After"]) >= 1
+
+
+async def test_forged_gateway_metadata_over_grpc_is_ignored(hmac_app):
+    """A direct gRPC caller cannot claim the REST form: the signature must cover the gRPC bytes."""
+    from core.hmac_auth import sign_rest
+
+    _, jobs = hmac_app
+    req = submit_request(5)
+    rest_sig = sign_rest(HMAC_SECRET.encode(), "GET", "/v1/jobs", "", b"")
+    md = (
+        ("x-api-key", KEYS["client"]["alice"]),
+        ("x-aitbc-http-method", "GET"),
+        ("x-aitbc-http-path", "/v1/jobs"),
+        ("x-aitbc-gateway", "guess"),
+        *((k.lower(), v) for k, v in rest_sig.items()),
+    )
+    assert await _reason(jobs.SubmitJob(req, metadata=md)) == "bad_signature"
