@@ -1,0 +1,292 @@
+"""Typed synchronous client for the coordinator's gRPC API (jobs, receipts, keys, admin)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import grpc
+from aitbc.coordinator.v1 import admin_service_pb2 as admin_pb
+from aitbc.coordinator.v1 import admin_service_pb2_grpc as admin_grpc
+from aitbc.coordinator.v1 import job_pb2 as job_pb
+from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
+from aitbc.coordinator.v1 import job_service_pb2_grpc as jobs_grpc
+from aitbc.coordinator.v1 import receipt_service_pb2 as receipt_pb
+from aitbc.coordinator.v1 import receipt_service_pb2_grpc as receipt_grpc
+from google.protobuf import json_format
+
+from client import keys as trusted
+from client.errors import SdkError
+from core import errors
+from core.receipts import VerificationResult
+
+T = TypeVar("T")
+DEFAULT_ENDPOINT = "127.0.0.1:50051"
+TERMINAL_STATES = frozenset(
+    {
+        job_pb.JOB_STATE_COMPLETED,
+        job_pb.JOB_STATE_FAILED,
+        job_pb.JOB_STATE_CANCELED,
+        job_pb.JOB_STATE_EXPIRED,
+    }
+)
+
+
+def _enum_value(enum: Any, prefix: str, value: str | int | None, field: str) -> int:
+    """An enum number from a number, "QUEUED", "queued" or "JOB_STATE_QUEUED"; 0 for None."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in enum.values():
+            return value
+    elif isinstance(value, str):
+        name = value.strip().upper().replace("-", "_")
+        name = name if name.startswith(prefix) else prefix + name
+        if name in enum.keys() and not name.endswith("UNSPECIFIED"):
+            return enum.Value(name)
+    known = ", ".join(
+        n[len(prefix) :].lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")
+    )
+    raise errors.InvalidArgument.field(field, f"unknown value {value!r} (expected one of {known})")
+
+
+def job_state(value: str | int | None) -> int:
+    return _enum_value(job_pb.JobState, "JOB_STATE_", value, "state")
+
+
+def miner_status(value: str | int | None) -> int:
+    return _enum_value(admin_pb.MinerStatus, "MINER_STATUS_", value, "status")
+
+
+def _constraints(value: Mapping[str, Any] | None) -> job_pb.JobConstraints:
+    out = job_pb.JobConstraints()
+    if value is None:
+        return out
+    if not isinstance(value, Mapping):
+        raise errors.InvalidArgument.field("constraints", "must be a mapping")
+    known = set(job_pb.JobConstraints.DESCRIPTOR.fields_by_name)
+    unknown = [k for k in value if k not in known]
+    if unknown:
+        raise errors.InvalidArgument(
+            f"constraints: unknown field(s) {', '.join(map(str, unknown))} "
+            f"(known: {', '.join(sorted(known))})",
+            [(f"constraints.{k}", "unknown field") for k in unknown],
+        )
+    try:
+        json_format.ParseDict(dict(value), out)
+    except json_format.ParseError as exc:
+        raise errors.InvalidArgument.field("constraints", str(exc)) from exc
+    return out
+
+
+def _payload(service: str, parameters: Mapping[str, Any]) -> job_pb.JobPayload:
+    if not isinstance(service, str) or not service.strip():
+        raise errors.InvalidArgument.field("service", "must be a non-empty string")
+    if not isinstance(parameters, Mapping):
+        raise errors.InvalidArgument.field("parameters", "must be a JSON object (a mapping)")
+    out = job_pb.JobPayload(service=service)
+    try:
+        out.parameters.update(dict(parameters))
+    except (ValueError, TypeError) as exc:  # a value Struct cannot hold (bytes, objects...)
+        raise errors.InvalidArgument.field("parameters", f"not JSON: {exc}") from exc
+    return out
+
+
+class Client:
+    """One channel to a coordinator; every call sends `x-api-key` and raises SdkError.
+
+    `endpoint` is "host:port"; an "https://" prefix (or tls=True) makes a TLS channel,
+    "http://" is stripped. `timeout_s` bounds each unary call.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+    ):
+        target = (endpoint or "").strip()
+        for scheme, secure in (("https://", True), ("http://", False), ("grpc://", False)):
+            if target.startswith(scheme):
+                target, tls = target[len(scheme) :].rstrip("/"), tls or secure
+        if not target:
+            raise errors.InvalidArgument.field("endpoint", "must be host:port")
+        if timeout_s <= 0:
+            raise errors.InvalidArgument.field("timeout_s", "must be positive")
+        self.endpoint, self.api_key, self.timeout_s = target, api_key or None, timeout_s
+        if tls:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.secure_channel(target, creds)
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self._jobs = jobs_grpc.JobServiceStub(self._channel)
+        self._admin = admin_grpc.AdminServiceStub(self._channel)
+        self._receipts = receipt_grpc.ReceiptServiceStub(self._channel)
+        self._keys = receipt_grpc.KeyServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _metadata(self, **extra: str) -> tuple[tuple[str, str], ...]:
+        md = [("x-api-key", self.api_key)] if self.api_key else []
+        md += [(k.replace("_", "-"), v) for k, v in extra.items() if v]
+        return tuple(md)
+
+    def _error(self, exc: grpc.RpcError, timeout_s: float | None) -> SdkError:
+        return SdkError.from_rpc_error(exc, endpoint=self.endpoint, timeout_s=timeout_s)
+
+    def _call(self, method: Callable[..., T], request: Any, **metadata: str) -> T:
+        try:
+            return method(request, metadata=self._metadata(**metadata), timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise self._error(exc, self.timeout_s) from exc
+
+    # == jobs ===============================================================================
+    def submit_job(
+        self,
+        service: str,
+        parameters: Mapping[str, Any],
+        *,
+        constraints: Mapping[str, Any] | None = None,
+        ttl_seconds: int = 0,
+        run_timeout_seconds: int = 0,
+        idempotency_key: str | None = None,
+    ) -> job_pb.Job:
+        """Submit a job; with `idempotency_key` a repeat of the same request returns the same
+        job (the same key with another request is ALREADY_EXISTS)."""
+        request = jobs_pb.SubmitJobRequest(
+            payload=_payload(service, parameters),
+            constraints=_constraints(constraints),
+            ttl_seconds=ttl_seconds,
+            run_timeout_seconds=run_timeout_seconds,
+        )
+        resp = self._call(self._jobs.SubmitJob, request, idempotency_key=idempotency_key or "")
+        return resp.job
+
+    def get_job(self, job_id: str) -> job_pb.Job:
+        return self._call(self._jobs.GetJob, jobs_pb.GetJobRequest(job_id=job_id)).job
+
+    def get_result(self, job_id: str) -> jobs_pb.GetJobResultResponse:
+        """State plus result (COMPLETED) or error (FAILED/CANCELED/EXPIRED); neither before."""
+        return self._call(self._jobs.GetJobResult, jobs_pb.GetJobResultRequest(job_id=job_id))
+
+    def cancel_job(self, job_id: str, reason: str = "") -> job_pb.Job:
+        req = jobs_pb.CancelJobRequest(job_id=job_id, reason=reason)
+        return self._call(self._jobs.CancelJob, req).job
+
+    def list_jobs(
+        self, state: str | int | None = None, page_size: int = 50, page_token: str = ""
+    ) -> tuple[list[job_pb.Job], str]:
+        """One page of the caller's jobs, newest first, and the next page token ("" at end)."""
+        req = jobs_pb.ListJobsRequest(
+            state=job_state(state), page_size=page_size, page_token=page_token
+        )
+        resp = self._call(self._jobs.ListJobs, req)
+        return list(resp.jobs), resp.next_page_token
+
+    def iter_jobs(
+        self, state: str | int | None = None, page_size: int = 50
+    ) -> Iterator[job_pb.Job]:
+        """Every job of the caller, fetching pages as needed."""
+        token = ""
+        while True:
+            jobs, token = self.list_jobs(state, page_size, token)
+            yield from jobs
+            if not token:
+                return
+
+    def watch_job(
+        self, job_id: str, *, timeout_s: float | None = None
+    ) -> Iterator[tuple[str, job_pb.Job]]:
+        """("snapshot", job) first, then ("state" | "progress", job) until the job is terminal.
+
+        No deadline unless `timeout_s` is given: jobs may run for hours.
+        """
+        call = self._jobs.WatchJob(
+            jobs_pb.WatchJobRequest(job_id=job_id), metadata=self._metadata(), timeout=timeout_s
+        )
+        try:
+            for resp in call:
+                yield resp.event, resp.job
+        except grpc.RpcError as exc:
+            raise self._error(exc, timeout_s) from exc
+        finally:
+            call.cancel()  # the consumer stopped early: end the stream server-side too
+
+    def wait_job(self, job_id: str, *, timeout_s: float | None = None) -> job_pb.Job:
+        """Block until the job is terminal; returns it."""
+        job = None
+        for _, job in self.watch_job(job_id, timeout_s=timeout_s):
+            if job.state in TERMINAL_STATES:
+                return job
+        if job is None:
+            raise SdkError(grpc.StatusCode.UNKNOWN, f"watch of {job_id} ended without an event")
+        return self.get_job(job_id)
+
+    # == receipts and keys ==================================================================
+    def get_receipt(self, job_id: str) -> bytes:
+        """The latest receipt of a job, the exact signed bytes."""
+        req = receipt_pb.GetJobReceiptRequest(job_id=job_id)
+        return self._call(self._receipts.GetJobReceipt, req).body.data
+
+    def list_receipts(
+        self, job_id: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[receipt_pb.Receipt], str]:
+        req = receipt_pb.ListJobReceiptsRequest(
+            job_id=job_id, page_size=page_size, page_token=page_token
+        )
+        resp = self._call(self._receipts.ListJobReceipts, req)
+        return list(resp.receipts), resp.next_page_token
+
+    def list_keys(self) -> receipt_pb.ListKeysResponse:
+        """The coordinator's published receipt keys (public: no API key needed)."""
+        return self._call(self._keys.ListKeys, receipt_pb.ListKeysRequest())
+
+    def trusted_keys(self) -> trusted.TrustedKeys:
+        return trusted.from_response(self.list_keys(), source=f"published by {self.endpoint}")
+
+    def verify_receipt(
+        self, document: bytes, keys: trusted.TrustedKeys | None = None
+    ) -> VerificationResult:
+        """Check a receipt's fields, signature, attestations and miner claim.
+
+        Without `keys`, against the keys this coordinator publishes (KeyService.ListKeys).
+        """
+        return (keys or self.trusted_keys()).verify(document)
+
+    # == admin ==============================================================================
+    def admin_stats(self, window_seconds: int = 0) -> admin_pb.GetStatsResponse:
+        req = admin_pb.GetStatsRequest(window_seconds=window_seconds)
+        return self._call(self._admin.GetStats, req)
+
+    def admin_list_jobs(
+        self,
+        state: str | int | None = None,
+        *,
+        client_id: str = "",
+        miner_id: str = "",
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> tuple[list[job_pb.Job], str]:
+        req = admin_pb.AdminServiceListJobsRequest(
+            state=job_state(state),
+            client_id=client_id,
+            miner_id=miner_id,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        resp = self._call(self._admin.ListJobs, req)
+        return list(resp.jobs), resp.next_page_token
+
+    def list_miners(self, status: str | int | None = None) -> list[admin_pb.MinerInfo]:
+        req = admin_pb.ListMinersRequest(status=miner_status(status))
+        return list(self._call(self._admin.ListMiners, req).miners)
