@@ -23,15 +23,23 @@ def block(name: str) -> str:
 
 async def run(cmd: list[str], cwd: Path, stdin: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        *cmd, cwd=cwd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *cmd,
+        cwd=cwd,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
-    assert proc.returncode == 0, f"{cmd[0]} failed ({proc.returncode}):\n{err.decode()}\n{out.decode()}"
+    assert proc.returncode == 0, (
+        f"{cmd[0]} failed ({proc.returncode}):\n{err.decode()}\n{out.decode()}"
+    )
     return out.decode()
 
 
 async def test_readme_examples(tmp_path):
-    coord = await CoordinatorProcess({"AITBC_DATA_DIR": str(tmp_path / "data"), "AITBC_LOG_LEVEL": "WARNING"}).start()
+    coord = await CoordinatorProcess(
+        {"AITBC_DATA_DIR": str(tmp_path / "data"), "AITBC_LOG_LEVEL": "WARNING"}
+    ).start()
     try:
         http_port = coord.http_base.rsplit(":", 1)[1]
         grpc_port = coord.grpc_target.rsplit(":", 1)[1]
@@ -42,5 +50,33 @@ async def test_readme_examples(tmp_path):
         code = block("grpc").replace("127.0.0.1:50051", f"127.0.0.1:{grpc_port}")
         out = await run([sys.executable, "-"], tmp_path, code)
         assert out.startswith("JOB_STATE_COMPLETED {")
+    finally:
+        assert await coord.terminate() == 0
+
+
+async def test_readme_hmac_examples(tmp_path):
+    keys = "alice=alice-api-key-0123456789:alice-hmac-secret-0123456789"
+    assert f"AITBC_CLIENT_KEYS='{keys}'" in README.read_text()
+    coord = await CoordinatorProcess(
+        {
+            "AITBC_DATA_DIR": str(tmp_path / "data"),
+            "AITBC_CLIENT_KEYS": keys,
+            "AITBC_LOG_LEVEL": "WARNING",
+        }
+    ).start()
+    try:
+        port = coord.http_base.rsplit(":", 1)[1]
+        out = await run(
+            ["bash", "-euo", "pipefail", "-s"],
+            tmp_path,
+            block("hmac-curl").replace("localhost:8080", f"localhost:{port}"),
+        )
+        assert '"state":"JOB_STATE_QUEUED"' in out
+        out = await run(
+            [sys.executable, "-"],
+            tmp_path,
+            block("hmac-python").replace("localhost:8080", f"localhost:{port}"),
+        )
+        assert out.strip() == "201 JOB_STATE_QUEUED"
     finally:
         assert await coord.terminate() == 0
