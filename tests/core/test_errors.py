@@ -34,7 +34,9 @@ def test_not_found_carries_resource_info():
 
 
 def test_retryable_carries_retry_info_and_reason():
-    status = errors.ResourceExhausted("slow down", retry_after_s=1.5, reason="rate_limited").to_status()
+    status = errors.ResourceExhausted(
+        "slow down", retry_after_s=1.5, reason="rate_limited"
+    ).to_status()
     (retry,) = _unpack(status, error_details_pb2.RetryInfo)
     assert retry.retry_delay.ToNanoseconds() == 1_500_000_000
     (info,) = _unpack(status, error_details_pb2.ErrorInfo)
