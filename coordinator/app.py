@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import uvicorn
 from aitbc.coordinator.v1 import admin_service_pb2 as admin_pb
 from aitbc.coordinator.v1 import admin_service_pb2_grpc as admin_grpc
+from aitbc.coordinator.v1 import artifact_service_pb2 as artifact_pb
+from aitbc.coordinator.v1 import artifact_service_pb2_grpc as artifact_grpc
 from aitbc.coordinator.v1 import job_service_pb2 as job_svc_pb
 from aitbc.coordinator.v1 import job_service_pb2_grpc as job_grpc
 from aitbc.coordinator.v1 import miner_service_pb2 as miner_pb
@@ -21,6 +23,8 @@ from prometheus_client import CollectorRegistry
 
 from coordinator import devkeys
 from coordinator.api.admin import AdminServicer
+from coordinator.api.artifacts import ArtifactServicer
+from coordinator.artifacts import ArtifactStore
 from coordinator.api.jobs import JobServicer
 from coordinator.api.miners import MinerServicer
 from coordinator.api.receipts import KeyServicer, ReceiptServicer
@@ -47,6 +51,7 @@ SERVICES = (
     admin_pb.DESCRIPTOR.services_by_name["AdminService"],
     receipt_pb.DESCRIPTOR.services_by_name["ReceiptService"],
     receipt_pb.DESCRIPTOR.services_by_name["KeyService"],
+    artifact_pb.DESCRIPTOR.services_by_name["ArtifactService"],
 )
 
 
@@ -124,6 +129,7 @@ class CoordinatorApp:
             exempt_services=DEFAULT_EXEMPT_SERVICES | PUBLIC_SERVICES,
         )
         c = self.coordinator
+        self.artifacts = ArtifactStore(cfg.data_dir / "artifacts", max_bytes=cfg.artifact_max_bytes)
         servicers = [
             (job_grpc.add_JobServiceServicer_to_server, JobServicer(c)),
             (miner_grpc.add_MinerServiceServicer_to_server, MinerServicer(c)),
@@ -132,6 +138,10 @@ class CoordinatorApp:
             (
                 receipt_grpc.add_KeyServiceServicer_to_server,
                 KeyServicer(self.receipt_keys, cfg.coordinator_id),
+            ),
+            (
+                artifact_grpc.add_ArtifactServiceServicer_to_server,
+                ArtifactServicer(self.artifacts, lambda: self.public_url),
             ),
         ]
         self.grpc = await create_server(
@@ -202,6 +212,12 @@ class CoordinatorApp:
             self._uvicorn.should_exit = True
             with contextlib.suppress(Exception):
                 await self._http_task
+
+    @property
+    def public_url(self) -> str:
+        """Where artifact links point: AITBC_PUBLIC_URL, else the gateway's own address."""
+        cfg = self.config
+        return cfg.public_url or f"http://{cfg.http_host}:{cfg.http_port or self.http_port}"
 
     @property
     def grpc_target(self) -> str:

@@ -25,9 +25,16 @@ SERVICE_ROLES: dict[str, frozenset[str]] = {
     "aitbc.coordinator.v1.MinerService": frozenset({"miner"}),
     "aitbc.coordinator.v1.AdminService": frozenset({"admin"}),
     "aitbc.coordinator.v1.ReceiptService": frozenset({"client", "admin"}),
+    "aitbc.coordinator.v1.ArtifactService": frozenset({"client", "miner", "admin"}),
 }
 # Services anyone may call without a key (receipt keys are public: anyone verifies offline).
-PUBLIC_SERVICES = frozenset({"aitbc.coordinator.v1.KeyService"})
+PUBLIC_SERVICES = frozenset(
+    {
+        "aitbc.coordinator.v1.KeyService",
+        # content-addressed: knowing the sha256 is the capability to download
+        "/aitbc.coordinator.v1.ArtifactService/GetArtifact",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

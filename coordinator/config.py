@@ -88,6 +88,16 @@ class CoordinatorConfig:
     max_poll_wait_s: int = _f(
         60, "Longest long-poll a polling miner may ask for, seconds.", min=1, max=300
     )
+    public_url: str = _f(
+        "",
+        "Base URL clients and miners reach the REST gateway at (artifact links); empty: http://<http_host>:<http_port>.",
+    )
+    artifact_max_bytes: int = _f(
+        15 * MiB,
+        "Largest artifact a miner may upload, bytes (below the gRPC message limit).",
+        min=1024,
+        max=2**31 - 1,
+    )
     coordinator_id: str = _f("coordinator-1", "This coordinator's id (in receipts and logs).")
     chain_id: int = _f(1, "Chain id written into receipts.", min=0, max=2**53)
     receipt_signing_key_hex: str = field(

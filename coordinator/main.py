@@ -13,7 +13,13 @@ from core.logging import setup_logging
 from core.server import serve_until_signal
 
 # Keys of the other components that may share one environment or .env file.
-OTHER_COMPONENTS = ("AITBC_MINER_", "AITBC_POOLHUB_", "AITBC_CLI_", "AITBC_ENDPOINT", "AITBC_API_KEY")
+OTHER_COMPONENTS = (
+    "AITBC_MINER_",
+    "AITBC_POOLHUB_",
+    "AITBC_CLI_",
+    "AITBC_ENDPOINT",
+    "AITBC_API_KEY",
+)
 
 
 async def serve(config: CoordinatorConfig) -> None:
@@ -28,7 +34,9 @@ async def serve(config: CoordinatorConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aitbc-coordinator", description=__doc__)
-    parser.add_argument("--print-env-example", action="store_true", help="print every setting with its default")
+    parser.add_argument(
+        "--print-env-example", action="store_true", help="print every setting with its default"
+    )
     args = parser.parse_args(argv)
     if args.print_env_example:
         print(render_env_example(CoordinatorConfig), end="")

@@ -207,7 +207,9 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
     # -- wrapping -------------------------------------------------------------------------
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        exempt = method.split("/")[1] in self._exempt if method.count("/") >= 2 else False
+        # Exempt: a whole service by name, or one method by its full name.
+        service = method.split("/")[1] if method.count("/") >= 2 else ""
+        exempt = service in self._exempt or method in self._exempt
         kw = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
