@@ -11,21 +11,11 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from coordinator.domain import validation
 from coordinator.domain.model import Job, JobState, ResultRef
 from coordinator.domain.sessions import AckOut, AssignmentOut, CancelOut
+from core import errors
+from core.jsonvalue import plain
 
 STATE_TO_PB = {s: job_pb.JobState.Value(f"JOB_STATE_{s.value}") for s in JobState}
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
-_MAX_EXACT = 2**53
-
-
-def plain(value: Any) -> Any:
-    """JSON from a Struct/Value: integral numbers come back as ints (Struct stores doubles)."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < _MAX_EXACT else value
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
@@ -46,8 +36,6 @@ def state_filter(value: int, field: str = "state") -> JobState | None:
     try:
         return STATE_FROM_PB[value]
     except KeyError:
-        from core import errors
-
         raise errors.InvalidArgument.field(field, f"unknown state {value}") from None
 
 

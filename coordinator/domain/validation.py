@@ -12,6 +12,7 @@ from typing import Any
 from coordinator.domain.matching import MinerProfile, Offer, parse_version
 from coordinator.domain.model import Constraints, ResultRef
 from core import errors
+from core.jsonvalue import canonical_sha256
 
 JOB_ID_RE = re.compile(r"^job_[0-9a-f]{32}$")
 LEASE_ID_RE = re.compile(r"^lease_[0-9a-f]{32}$")
@@ -218,11 +219,6 @@ def capabilities(
         offers=offers,
         slots=slots,
     )
-
-
-def canonical_sha256(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(data.encode()).hexdigest()
 
 
 def result(

@@ -60,7 +60,7 @@ async def run_job(app, http, miner: StreamMiner, value, claim_signer: Signer | N
     result = inline_result(value)
     delivery = miner_pb.JobResultDelivery(lease_id=a.lease_id, job_id=job_id, result=result)
     if claim_signer is not None:
-        from coordinator.domain.validation import canonical_sha256
+        from core.jsonvalue import canonical_sha256
 
         doc = sign_claim(
             claim_signer,

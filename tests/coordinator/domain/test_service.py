@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.domain import validation
+from core.jsonvalue import canonical_sha256
 from coordinator.domain.model import JobState, ResultRef
 from coordinator.domain.service import Coordinator
 from coordinator.domain.sessions import AckOut, AssignmentOut, CancelOut, Close, DrainOut
@@ -61,7 +62,7 @@ def assignments(session):
     return [m for m in drain_outbox(session) if isinstance(m, AssignmentOut)]
 
 
-RESULT = ResultRef(sha256=validation.canonical_sha256({"ok": True}), inline={"ok": True})
+RESULT = ResultRef(sha256=canonical_sha256({"ok": True}), inline={"ok": True})
 
 
 async def test_happy_path_stream(env):
@@ -210,7 +211,7 @@ async def test_duplicate_result_is_acknowledged_and_changes_nothing(env):
     first, fresh, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
     again, fresh2, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
     assert fresh and not fresh2 and again.version == first.version
-    other = ResultRef(sha256=validation.canonical_sha256(2), inline=2)
+    other = ResultRef(sha256=canonical_sha256(2), inline=2)
     with pytest.raises(errors.FailedPrecondition):
         await coord.deliver_result("m1", a.lease_id, job.job_id, other)
     (m,) = await coord.miners()

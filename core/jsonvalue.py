@@ -1,0 +1,39 @@
+"""JSON values as they travel in protobuf Struct/Value, and their canonical sha256.
+
+Struct stores every number as a double, so both the coordinator and the miners normalise a
+value the same way (integral doubles back to ints) before hashing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+_MAX_EXACT = 2**53
+
+
+def plain(value: Any) -> Any:
+    """JSON from a Struct/Value: integral numbers come back as ints (Struct stores doubles)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < _MAX_EXACT else value
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def as_transmitted(value: Any) -> Any:
+    """`value` after a trip through google.protobuf.Value (what the other side will see)."""
+    msg = struct_pb2.Value()
+    json_format.ParseDict(value, msg)
+    return plain(json_format.MessageToDict(msg))
+
+
+def canonical_sha256(value: Any) -> str:
+    """Hex sha256 of the canonical JSON (sorted keys, compact, ASCII escapes) of `value`."""
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(data.encode()).hexdigest()
