@@ -1,0 +1,1 @@
+"""End-to-end benchmark: AITBC coordinator vs Celery 5 + Redis (see bench.e2e.run)."""

@@ -1,0 +1,256 @@
+"""The AITBC side of bench.e2e: coordinator process + miner process + gRPC load generator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psycopg
+from aitbc.coordinator.v1 import admin_service_pb2 as admin_pb
+from aitbc.coordinator.v1 import admin_service_pb2_grpc as admin_grpc
+from aitbc.coordinator.v1 import job_pb2 as job_pb
+from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
+from aitbc.coordinator.v1 import job_service_pb2_grpc as jobs_grpc
+
+from bench.e2e.procs import ROOT, CoordinatorProc, CpuWindow, clean_env, key_list, make_keys
+from bench.e2e.stats import Outcome, percentile
+
+POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Workload:
+    jobs: int
+    miners: int
+    slots: int
+    concurrency: int
+    warmup: int
+    miner_procs: int = 1
+    rtt_jobs: int = 200
+
+
+@contextlib.contextmanager
+def database(backend: str, workdir: Path, pg_url: str):
+    """A fresh store: a SQLite file, or a new PostgreSQL schema dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{(workdir / 'coordinator.db').resolve()}"
+        return
+    schema = f"aitbc_bench_{uuid.uuid4().hex[:10]}"
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{pg_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def start_miners(target: str, keys: dict[str, str], slots: int, procs: int) -> list:
+    """`procs` miner processes sharing the keys; returns once every stream is welcomed."""
+    items = list(keys.items())
+    out = []
+    for i in range(procs):
+        part = items[i::procs]
+        if not part:
+            continue
+        p = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.e2e.miner",
+            "--target",
+            target,
+            "--slots",
+            str(slots),
+            cwd=ROOT,
+            env=clean_env({"BENCH_MINER_KEYS": key_list(dict(part))}),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out.append(p)
+    for p in out:
+        line = await asyncio.wait_for(p.stdout.readline(), 60)
+        if not line.startswith(b"ready"):
+            raise RuntimeError(f"miner process did not start: {line!r}")
+    return out
+
+
+async def stop_miners(procs: list) -> list[str]:
+    lines = []
+    for p in procs:
+        p.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            lines.append((await asyncio.wait_for(p.stdout.readline(), 20)).decode().strip())
+        with contextlib.suppress(ProcessLookupError):
+            p.terminate()
+        await p.wait()
+    return lines
+
+
+class Client:
+    def __init__(self, target: str, client_key: str, admin_key: str):
+        self.channel = grpc.aio.insecure_channel(target)
+        self.jobs = jobs_grpc.JobServiceStub(self.channel)
+        self.admin = admin_grpc.AdminServiceStub(self.channel)
+        self.client_md = (("x-api-key", client_key),)
+        self.admin_md = (("x-api-key", admin_key),)
+
+    async def completed(self) -> int:
+        stats = await self.admin.GetStats(admin_pb.GetStatsRequest(), metadata=self.admin_md)
+        return stats.jobs_by_state.get("COMPLETED", 0)
+
+    async def submit_all(self, n: int, concurrency: int, tag: str) -> dict[str, float]:
+        """n SubmitJob calls, at most `concurrency` in flight; job id -> client send time."""
+        sent: dict[str, float] = {}
+        todo = iter(range(n))
+
+        async def worker() -> None:
+            for i in todo:
+                req = jobs_pb.SubmitJobRequest(
+                    payload=job_pb.JobPayload(service="echo"), ttl_seconds=600
+                )
+                req.payload.parameters.update({"n": i, "run": tag})
+                t = time.time()
+                resp = await self.jobs.SubmitJob(req, metadata=self.client_md)
+                sent[resp.job.job_id] = t
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return sent
+
+    async def wait_completed(self, total: int, timeout: float) -> float:
+        """Poll GetStats every POLL_S until `total` jobs are COMPLETED; returns that time."""
+        deadline = time.perf_counter() + timeout
+        while (done := await self.completed()) < total:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"only {done} of {total} jobs completed after {timeout} s")
+            await asyncio.sleep(POLL_S)
+        return time.perf_counter()
+
+    async def finished(self, ids: set[str]) -> dict[str, tuple[float, float]]:
+        """job id -> (created_at, finished_at) of the given COMPLETED jobs (paged ListJobs)."""
+        out, token = {}, ""
+        while True:
+            page = await self.admin.ListJobs(
+                admin_pb.AdminServiceListJobsRequest(
+                    state=job_pb.JOB_STATE_COMPLETED, page_size=500, page_token=token
+                ),
+                metadata=self.admin_md,
+            )
+            for j in page.jobs:
+                if j.job_id in ids:
+                    out[j.job_id] = (
+                        j.created_at.ToMicroseconds() / 1e6,
+                        j.finished_at.ToMicroseconds() / 1e6,
+                    )
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def round_trips(self, n: int) -> list[float]:
+        """n jobs one at a time: SubmitJob, then WatchJob until COMPLETED; ms each, sorted."""
+        out = []
+        for i in range(n):
+            req = jobs_pb.SubmitJobRequest(
+                payload=job_pb.JobPayload(service="echo"), ttl_seconds=600
+            )
+            req.payload.parameters.update({"n": i, "run": "rtt"})
+            t = time.perf_counter()
+            job = (await self.jobs.SubmitJob(req, metadata=self.client_md)).job
+            watch = self.jobs.WatchJob(
+                jobs_pb.WatchJobRequest(job_id=job.job_id), metadata=self.client_md
+            )
+            async for event in watch:
+                if event.job.state == job_pb.JOB_STATE_COMPLETED:
+                    break
+            out.append((time.perf_counter() - t) * 1000)
+            watch.cancel()
+        return sorted(out)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | None) -> Outcome:
+    client_keys, admin_keys = make_keys("bench-client", 1), make_keys("bench-admin", 1)
+    miner_keys = make_keys("bench-miner", w.miners)
+    with (
+        tempfile.TemporaryDirectory(prefix="aitbc-bench-e2e-") as tmp,
+        database(backend, Path(tmp), pg_url) as url,
+    ):
+        coord = CoordinatorProc(
+            {
+                "AITBC_DATA_DIR": str(Path(tmp) / "data"),
+                "AITBC_DATABASE_URL": url,
+                "AITBC_CLIENT_KEYS": key_list(client_keys),
+                "AITBC_MINER_KEYS": key_list(miner_keys),
+                "AITBC_ADMIN_KEYS": key_list(admin_keys),
+                "AITBC_LOG_LEVEL": "WARNING",
+                # The default per-key limits (submit=100/s) would be the bottleneck measured.
+                "AITBC_RATE_LIMITS": "",
+            },
+            Path(tmp),
+            label=backend,
+            profile_dir=profile_dir,
+        )
+        await coord.start()
+        miners: list = []
+        client = Client(coord.target, *client_keys.values(), *admin_keys.values())
+        try:
+            miners = await start_miners(coord.target, miner_keys, w.slots, w.miner_procs)
+            if w.warmup:
+                await client.submit_all(w.warmup, w.concurrency, "warmup")
+                await client.wait_completed(w.warmup, timeout=120)
+            base = await client.completed()
+            coord.profile_on()
+            cpu = CpuWindow(coord.pid).start()
+            others = [CpuWindow(os.getpid()).start(), *(CpuWindow(m.pid).start() for m in miners)]
+            t0 = time.perf_counter()
+            sent = await client.submit_all(w.jobs, w.concurrency, "measured")
+            t_submitted = time.perf_counter()
+            t_done = await client.wait_completed(base + w.jobs, timeout=600)
+            cpu.stop()
+            coord.profile_off()
+            client_cpu, *miner_cpu = (c.stop().percent for c in others)
+            times = await client.finished(set(sent))
+            rtt = await client.round_trips(w.rtt_jobs)
+        finally:
+            await client.close()
+            miner_lines = await stop_miners(miners)
+            rc = await coord.stop()
+        if rc != 0:
+            print(f"[{backend}] coordinator exit code {rc}:\n{coord.stderr_tail()}", flush=True)
+    if len(times) != w.jobs:
+        raise RuntimeError(f"[{backend}] read back {len(times)} of {w.jobs} completed jobs")
+    lat = sorted((f - c) * 1000 for c, f in times.values())
+    lat_send = sorted((times[j][1] - sent[j]) * 1000 for j in times)
+    elapsed = t_done - t0
+    return Outcome(
+        name=f"aitbc-{backend}",
+        jobs=w.jobs,
+        seconds=elapsed,
+        jobs_per_s=w.jobs / elapsed,
+        p50_ms=percentile(lat, 50),
+        p99_ms=percentile(lat, 99),
+        send_p50_ms=percentile(lat_send, 50),
+        send_p99_ms=percentile(lat_send, 99),
+        server_cpu_pct=cpu.percent,
+        server_cpu_ms_per_job=1000 * cpu.cpu / w.jobs,
+        rtt_p50_ms=percentile(rtt, 50),
+        rtt_p99_ms=percentile(rtt, 99),
+        extra={
+            "submit_s": round(t_submitted - t0, 3),
+            "threads": cpu.top_threads(),
+            "client_cpu_pct": round(client_cpu),
+            "miner_cpu_pct": round(sum(miner_cpu)),
+            "miners": miner_lines,
+            "profile": str(coord.profile_path) if coord.profile_path else "",
+        },
+    )

@@ -1,0 +1,154 @@
+"""End-to-end jobs/s and latency: AITBC coordinator (SQLite, PostgreSQL) vs Celery 5 + Redis.
+
+    .venv/bin/python -m bench.e2e.run [--jobs N] [--miners K] [--slots S] [--concurrency C]
+        [--warmup W] [--backends sqlite,postgres] [--celery/--no-celery] [--profile DIR]
+
+AITBC: `aitbc-coordinator` in its own process, K echo stream miners in another, and this
+process submitting N jobs over one gRPC channel (C in flight), timed from the first submit
+until GetStats counts all N COMPLETED. Celery: one prefork worker node (concurrency K)
+and N apply_async calls joined. Prints a comparison table and one JSON line; no verdict.
+With --profile DIR (or BENCH_PROFILE=DIR) the coordinator runs under cProfile and the top
+functions by cumulative time are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from bench.e2e import aitbc_side, celery_side, profile
+from bench.e2e.aitbc_side import Workload
+from bench.e2e.procs import PROFILE_ENV
+from bench.e2e.stats import Outcome, json_line, table
+from core.testing import POSTGRES_URL, REDIS_URL, tcp_reachable
+
+BACKENDS = ("sqlite", "postgres")
+LEGEND = """\
+jobs/s: N jobs, first submit -> all N durably COMPLETED (GetStats poll every 20 ms).
+p50/p99: AITBC finished_at - created_at (server clock); Celery date_done - client send time.
+send p50: completion time - client send time, both sides (same clock: one machine).
+rtt p50/p99: one job at a time after the burst: send -> client sees completion (AITBC
+  SubmitJob + WatchJob stream; Celery apply_async + AsyncResult.get, Redis pub/sub).
+cpu ms/job: CPU of the coordinator process / Celery worker node (parent + children) per job;
+  PostgreSQL and Redis server CPU not included.
+thr x, p50 x, send x, rtt x: ratio to Celery (jobs/s: higher is better; latencies: lower)."""
+
+
+def _load() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def _backends(text: str) -> list[str]:
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in names if b not in BACKENDS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"--backends: expected a list of {BACKENDS}, got {text!r}")
+    return names
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 0, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="bench.e2e.run", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    ap.add_argument("--jobs", type=_positive, default=3000)
+    ap.add_argument(
+        "--miners", type=_positive, default=2, help="miner streams = Celery concurrency"
+    )
+    ap.add_argument("--slots", type=_positive, default=16, help="slots (credit) per miner stream")
+    ap.add_argument("--concurrency", type=_positive, default=64, help="submits in flight")
+    ap.add_argument("--warmup", type=_count, default=200)
+    ap.add_argument("--miner-procs", type=_positive, default=1)
+    ap.add_argument(
+        "--rtt-jobs", type=_count, default=200, help="then jobs one at a time (unloaded round trip)"
+    )
+    ap.add_argument("--backends", type=_backends, default=list(BACKENDS))
+    ap.add_argument("--celery", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--pg-url", default=POSTGRES_URL)
+    ap.add_argument("--redis-url", default=REDIS_URL)
+    ap.add_argument("--profile", type=Path, default=os.environ.get(PROFILE_ENV) or None)
+    ap.add_argument("--profile-top", type=int, default=25)
+    return ap.parse_args(argv)
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    w = Workload(
+        args.jobs,
+        args.miners,
+        args.slots,
+        args.concurrency,
+        args.warmup,
+        args.miner_procs,
+        args.rtt_jobs,
+    )
+    print(
+        f"e2e: {w.jobs} echo jobs, {w.miners} miners x {w.slots} slots "
+        f"(Celery: concurrency {w.miners}), {w.concurrency} submits in flight, warm-up {w.warmup}",
+        flush=True,
+    )
+    load0 = _load()
+    outcomes: list[Outcome] = []
+    for backend in args.backends:
+        if backend == "postgres" and not tcp_reachable("127.0.0.1", 5432):
+            print("postgres: not reachable at 127.0.0.1:5432, skipped", flush=True)
+            continue
+        o = await aitbc_side.run(backend, w, pg_url=args.pg_url, profile_dir=args.profile)
+        print(
+            f"  {o.name}: {o.jobs_per_s:.0f} jobs/s, submits took {o.extra['submit_s']} s, "
+            f"CPU % of one core: coordinator {o.server_cpu_pct:.0f} ({o.extra['threads']}), "
+            f"client {o.extra['client_cpu_pct']}, miners {o.extra['miner_cpu_pct']}; "
+            f"miner counters {o.extra['miners']}",
+            flush=True,
+        )
+        outcomes.append(o)
+    baseline = None
+    if args.celery:
+        baseline = await asyncio.to_thread(celery_side.run, w, redis_url=args.redis_url)
+        print(
+            f"  {baseline.name}: {baseline.jobs_per_s:.0f} jobs/s, publishing took "
+            f"{baseline.extra['submit_s']} s, CPU % of one core: worker node "
+            f"{baseline.server_cpu_pct:.0f}, client {baseline.extra['client_cpu_pct']}",
+            flush=True,
+        )
+        outcomes.append(baseline)
+    print()
+    print(table(outcomes, baseline))
+    print(LEGEND)
+    print(f"load average before/after: {load0} / {_load()} (other work on this box skews results)")
+    for o in outcomes:
+        if o.extra.get("profile"):
+            print()
+            print(profile.summary(o.extra["profile"], args.profile_top))
+    params = {
+        "jobs": w.jobs,
+        "miners": w.miners,
+        "slots": w.slots,
+        "concurrency": w.concurrency,
+        "warmup": w.warmup,
+        "rtt_jobs": w.rtt_jobs,
+        "cores": os.cpu_count(),
+        "loadavg_before": load0,
+    }
+    print(json_line(outcomes, baseline, params))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,71 @@
+"""Outcome of one e2e side, percentiles, and the comparison table (no verdict)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list (0.0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, -(-len(sorted_values) * p // 100))  # ceil(n * p / 100), at least 1
+    return sorted_values[int(rank) - 1]
+
+
+@dataclass
+class Outcome:
+    name: str
+    jobs: int
+    seconds: float
+    jobs_per_s: float
+    p50_ms: float  # AITBC: finished_at - created_at; Celery: date_done - client send
+    p99_ms: float
+    send_p50_ms: float  # both sides: completion time - client send time
+    send_p99_ms: float
+    server_cpu_pct: float  # coordinator process / Celery worker node, % of one core
+    server_cpu_ms_per_job: float  # the same CPU, per measured job
+    rtt_p50_ms: float = 0.0  # one job at a time: submit -> client sees COMPLETED (push)
+    rtt_p99_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ratio(a: float, b: float | None) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def table(outcomes: list[Outcome], base: Outcome | None) -> str:
+    head = (
+        f"{'side':<15} {'jobs/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'send p50':>9} "
+        f"{'rtt p50':>8} {'rtt p99':>8} {'cpu ms/job':>10} {'thr x':>6} {'p50 x':>6} "
+        f"{'send x':>6} {'rtt x':>6}"
+    )
+    rows = [head, "-" * len(head)]
+    for o in outcomes:
+        rows.append(
+            f"{o.name:<15} {o.jobs_per_s:>7.0f} {o.p50_ms:>8.1f} {o.p99_ms:>8.1f} "
+            f"{o.send_p50_ms:>9.1f} {o.rtt_p50_ms:>8.2f} {o.rtt_p99_ms:>8.2f} "
+            f"{o.server_cpu_ms_per_job:>10.2f} "
+            f"{_ratio(o.jobs_per_s, base and base.jobs_per_s):>6} "
+            f"{_ratio(o.p50_ms, base and base.p50_ms):>6} "
+            f"{_ratio(o.send_p50_ms, base and base.send_p50_ms):>6} "
+            f"{_ratio(o.rtt_p50_ms, base and base.rtt_p50_ms):>6}"
+        )
+    return "\n".join(rows)
+
+
+def json_line(outcomes: list[Outcome], baseline: Outcome | None, params: dict[str, Any]) -> str:
+    out: dict[str, Any] = {"bench": "e2e", **params, "sides": {}}
+    for o in outcomes:
+        d = asdict(o)
+        d.pop("extra")
+        d = {k: round(v, 2) if isinstance(v, float) else v for k, v in d.items()}
+        if baseline is not None and o is not baseline:
+            d["throughput_ratio"] = round(o.jobs_per_s / baseline.jobs_per_s, 3)
+            for key in ("p50_ms", "send_p50_ms", "rtt_p50_ms"):
+                ref = getattr(baseline, key)
+                d[key.replace("_ms", "_ratio")] = round(getattr(o, key) / ref, 3) if ref else None
+        out["sides"][d.pop("name")] = d
+    return json.dumps(out, separators=(",", ":"))

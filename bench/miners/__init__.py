@@ -1,0 +1,1 @@
+"""Idle miner-stream benchmark (see bench.miners.run)."""
