@@ -163,8 +163,23 @@ class StreamMiner:
             await self.channel.close()
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, so no coordinator outlives it."""
+    import ctypes
+    import signal as _signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, _signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class CoordinatorProcess:
-    """`aitbc-coordinator` as a child process (e2e tests): ports come from its ready line."""
+    """`aitbc-coordinator` as a child process (e2e tests): ports come from its ready line.
+
+    Every started process is listed in `CoordinatorProcess.live`; the test suite kills what a
+    failed test left behind (tests/conftest.py), and a child dies with its parent.
+    """
+
+    live: set[CoordinatorProcess] = set()
 
     def __init__(self, env: dict[str, str]):
         self.env = env
@@ -183,9 +198,14 @@ class CoordinatorProcess:
             "-m",
             "coordinator.main",
             env=full_env,
+            preexec_fn=_die_with_parent,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            # AITBC_TEST_SHOW_CHILD_LOGS=1 shows the child's logs when debugging a test.
+            stderr=None
+            if os.environ.get("AITBC_TEST_SHOW_CHILD_LOGS")
+            else asyncio.subprocess.DEVNULL,
         )
+        CoordinatorProcess.live.add(self)
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
         m = re.search(rb"gRPC (\S+):(\d+)\s+REST (http://\S+)", line)
@@ -203,10 +223,14 @@ class CoordinatorProcess:
 
     async def wait(self) -> int:
         assert self.proc is not None
-        return await self.proc.wait()
+        rc = await self.proc.wait()
+        CoordinatorProcess.live.discard(self)
+        return rc
 
     async def terminate(self, timeout: float = 15.0) -> int:
         assert self.proc is not None
         if self.proc.returncode is None:
             self.proc.terminate()
-        return await asyncio.wait_for(self.proc.wait(), timeout)
+        rc = await asyncio.wait_for(self.proc.wait(), timeout)
+        CoordinatorProcess.live.discard(self)
+        return rc

@@ -30,3 +30,14 @@ def postgres_url() -> str:
 def redis_url() -> str:
     """URL of the real Redis server."""
     return _need(REDIS_URL, "Redis")
+
+
+@pytest.fixture(autouse=True)
+def _reap_coordinator_processes():
+    """A failed e2e test must not leave a coordinator running (it would skew later tests)."""
+    yield
+    from coordinator.testing import CoordinatorProcess
+
+    for proc in list(CoordinatorProcess.live):
+        proc.kill()
+        CoordinatorProcess.live.discard(proc)
