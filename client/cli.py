@@ -7,6 +7,7 @@ Other modules add command groups to `app` (`app.add_typer(...)`, `app.command(..
 import typer
 
 from client import cli_admin, cli_jobs, cli_receipts
+from client.devnet import devnet_command
 
 app = typer.Typer(
     name="aitbc",
@@ -21,6 +22,7 @@ app.add_typer(cli_jobs.app, name="jobs")
 app.add_typer(cli_receipts.app, name="receipt")
 app.add_typer(cli_admin.miners_app, name="miners")
 app.add_typer(cli_admin.admin_app, name="admin")
+app.command("devnet")(devnet_command)
 
 
 def main() -> None:

@@ -113,7 +113,7 @@ class MinerAgent:
         self.runner = JobRunner(
             self.executors,
             slots=cfg.slots,
-            work_dir=cfg.work_dir,
+            work_dir=cfg.work_dir.resolve(),  # absolute: executors run tools with the job workdir as cwd
             artifacts=GrpcArtifactStore(self),
             on_progress=self._on_progress,
             inline_result_max_bytes=cfg.inline_result_max_bytes,

@@ -92,7 +92,7 @@ def complete(job: Job, *, result: ResultRef, now: float) -> Job:
     if new.started_at is None:
         new.started_at = new.assigned_at
     new.result, new.finished_at, new.deadline_at = result, now, None
-    new.progress_fraction = 1.0
+    new.progress_fraction, new.progress_message, new.progress_at = 1.0, "", now
     _close_attempt(new, "completed", "", now)
     return new
 
