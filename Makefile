@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 EXTRAS ?= dev,test,bench
 
-.PHONY: setup run test check proto openapi bench system-deps clean
+.PHONY: setup run coordinator test check proto bench clean
 
 setup: $(VENV)/.installed
 
@@ -16,8 +16,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@bash tools/system_deps.sh
 	@touch $@
 
-## Start the main job on the embedded defaults (SQLite under ./data, no Redis).
+## Start the devnet on the embedded defaults: coordinator + 2 miner agents (SQLite under ./data, no Redis).
 run: setup
+	$(VENV)/bin/aitbc devnet
+
+## Only the coordinator (gRPC + REST), same defaults.
+coordinator: setup
 	$(VENV)/bin/aitbc-coordinator
 
 ## Run the whole test suite.

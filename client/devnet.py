@@ -25,7 +25,8 @@ from coordinator import devkeys
 from coordinator.app import CoordinatorApp
 from coordinator.config import CoordinatorConfig
 from coordinator.main import OTHER_COMPONENTS
-from miner.executors import ExecutorConfig, build_registry
+from miner.executors import ExecutorConfig
+from miner.probe import probe
 
 # Unit prices the local miners advertise (per gpu_second; CPU here, but the units are the same).
 DEV_PRICES = {
@@ -41,7 +42,8 @@ DEV_PRICES = {
 
 
 def _offers() -> str:
-    runnable = build_registry(ExecutorConfig())
+    """What a local miner can run here (probed: model services need a backend URL)."""
+    runnable = probe(ExecutorConfig(), check_backends=False).services
     return ",".join(f"{s}={DEV_PRICES.get(s, '0.001')}" for s in sorted(runnable))
 
 
@@ -119,6 +121,7 @@ def _banner(
 ) -> str:
     client_id, client_key = keys["AITBC_CLIENT_KEYS"].split(",")[0].split("=", 1)
     admin_id, admin_key = keys["AITBC_ADMIN_KEYS"].split(",")[0].split("=", 1)
+    spare_id, spare_key = keys["AITBC_MINER_KEYS"].split(",")[len(miners)].split("=", 1)
     rest, grpc_target = app.public_url, app.grpc_target
     ffmpeg = (
         f'JOB=$(aitbc jobs submit ffmpeg -p input=\'{{"url": "{sample[0]}", "sha256": "{sample[1]}"}}\' \\\n'
@@ -133,6 +136,7 @@ AITBC devnet is up: coordinator + {len(miners)} miner(s) ({", ".join(miners)}); 
   REST        {rest}   (API docs: {rest}/docs)
   client key  {client_id}: {client_key}
   admin key   {admin_id}: {admin_key}
+  spare miner {spare_id}: {spare_key}   (for your own aitbc-miner or a polling miner)
   miner logs  {app.config.data_dir}/miners/<id>/miner.log
 
 Try, from another terminal:
@@ -163,7 +167,8 @@ async def run_devnet(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    keys, _, _ = devkeys.load_or_create(config.data_dir, miners=miners)
+    # one key more than miners started: a spare for your own agent or a polling miner
+    keys, _, _ = devkeys.load_or_create(config.data_dir, miners=miners + 1)
     config = replace(
         config,
         client_keys=keys["AITBC_CLIENT_KEYS"],

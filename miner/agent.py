@@ -73,8 +73,10 @@ class GrpcArtifactStore:
 def capabilities(
     cfg: MinerConfig, caps: Capabilities, executors: dict[str, Executor]
 ) -> pb.MinerCapabilities:
-    wanted = offers(cfg.services) or {name: "0" for name in sorted(executors)}
-    missing = sorted(set(wanted) - set(executors))
+    # What the probe found runnable (model services only with a configured backend).
+    runnable = set(caps.services) & set(executors)
+    wanted = offers(cfg.services) or {name: "0" for name in sorted(runnable)}
+    missing = sorted(set(wanted) - runnable)
     if missing:
         raise FatalError(
             f"AITBC_MINER_SERVICES names services this miner cannot run: {', '.join(missing)}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -36,22 +38,51 @@ async def run(cmd: list[str], cwd: Path, stdin: str) -> str:
     return out.decode()
 
 
-async def test_readme_examples(tmp_path):
-    coord = await CoordinatorProcess(
-        {"AITBC_DATA_DIR": str(tmp_path / "data"), "AITBC_LOG_LEVEL": "WARNING"}
-    ).start()
+async def test_readme_examples_against_the_devnet(tmp_path):
+    """The README's first command is `make run` = `aitbc devnet`; its examples run against it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    devnet = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "client.cli",
+        "devnet",
+        "--grpc-port",
+        "0",
+        "--http-port",
+        "0",
+        "--data-dir",
+        "data",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
-        http_port = coord.http_base.rsplit(":", 1)[1]
-        grpc_port = coord.grpc_target.rsplit(":", 1)[1]
-        rest = block("rest").replace("localhost:8080", f"localhost:{http_port}")
-        out = await run(["bash", "-euo", "pipefail", "-s"], tmp_path, rest)
+        banner = ""
+        async with asyncio.timeout(90):
+            while "Ctrl-C stops everything" not in banner:
+                line = await devnet.stdout.readline()
+                assert line, f"devnet exited: {(await devnet.stderr.read()).decode()}"
+                banner += line.decode()
+        grpc_port = re.search(r"gRPC\s+127.0.0.1:(\d+)", banner).group(1)
+        http_port = re.search(r"REST\s+http://127.0.0.1:(\d+)", banner).group(1)
+
+        def ports(text: str) -> str:
+            return text.replace("localhost:8080", f"localhost:{http_port}").replace(
+                "127.0.0.1:50051", f"127.0.0.1:{grpc_port}"
+            )
+
+        out = await run(["bash", "-euo", "pipefail", "-s"], tmp_path, ports(block("rest")))
         assert '"state":"JOB_STATE_COMPLETED"' in out and '"purpose":"signing"' in out
         assert (tmp_path / "receipt.json").read_bytes().startswith(b'{"artifact_hash":"sha256:')
-        code = block("grpc").replace("127.0.0.1:50051", f"127.0.0.1:{grpc_port}")
-        out = await run([sys.executable, "-"], tmp_path, code)
+        out = await run(["bash", "-euo", "pipefail", "-s"], tmp_path, ports(block("poll")))
+        assert "True" in out and '"state":"JOB_STATE_COMPLETED"' in out
+        out = await run([sys.executable, "-"], tmp_path, ports(block("grpc")))
         assert out.startswith("JOB_STATE_COMPLETED {")
     finally:
-        assert await coord.terminate() == 0
+        if devnet.returncode is None:
+            devnet.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(devnet.wait(), 60) == 0
 
 
 async def test_readme_hmac_examples(tmp_path):
