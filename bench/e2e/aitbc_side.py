@@ -105,7 +105,7 @@ class Client:
 
     async def completed(self) -> int:
         stats = await self.admin.GetStats(admin_pb.GetStatsRequest(), metadata=self.admin_md)
-        return stats.jobs_by_state.get("COMPLETED", 0)
+        return stats.jobs_by_state.get("JOB_STATE_COMPLETED", 0)
 
     async def submit_all(self, n: int, concurrency: int, tag: str) -> dict[str, float]:
         """n SubmitJob calls, at most `concurrency` in flight; job id -> client send time."""

@@ -12,14 +12,14 @@ from coordinator.domain import validation
 from coordinator.domain.model import Job, JobState, ResultRef
 from coordinator.domain.sessions import AckOut, AssignmentOut, CancelOut
 from core import errors
-from core.jsonvalue import plain
+from core.jsonvalue import from_struct, from_value
 
 STATE_TO_PB = {s: job_pb.JobState.Value(f"JOB_STATE_{s.value}") for s in JobState}
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
 
 
 def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
-    return plain(json_format.MessageToDict(s))
+    return from_struct(s)
 
 
 def _ts(seconds: float | None) -> timestamp_pb2.Timestamp | None:
@@ -58,7 +58,7 @@ def result_to_pb(r: ResultRef) -> job_pb.JobResult:
 def result_from_pb(r: job_pb.JobResult, *, max_inline_bytes: int) -> ResultRef:
     kind = r.WhichOneof("kind")
     return validation.result(
-        inline=plain(json_format.MessageToDict(r.inline)) if kind == "inline" else None,
+        inline=from_value(r.inline) if kind == "inline" else None,
         has_inline=kind == "inline",
         artifact_url=r.artifact.url,
         artifact_size=r.artifact.size_bytes,

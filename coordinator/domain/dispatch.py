@@ -79,8 +79,10 @@ class Dispatcher:
             await asyncio.sleep(0)
 
     def dispatch_pass(self) -> int:
+        if not self.queue:  # cheap first: a reconnect storm with an empty queue costs nothing
+            return 0
         free = [s for s in self.sessions.values() if s.capacity > 0]
-        if not free or not self.queue:
+        if not free:
             return 0
         offered = set().union(*(s.profile.offers.keys() for s in free))
         planned = 0

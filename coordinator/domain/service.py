@@ -501,8 +501,8 @@ class Coordinator:
 
     async def _public_key(self, miner_id: str) -> str:
         s = self.sessions.get(miner_id)
-        if s is not None and s.public_key:
-            return s.public_key
+        if s is not None and s.connected:
+            return s.public_key  # what it announced on this connection ("" = no key)
         rec = await self.store.get_miner(miner_id)
         return rec.public_key if rec is not None else ""
 
@@ -693,7 +693,7 @@ class Coordinator:
 
         views = await self.miners()
         return {
-            "jobs_by_state": {s.value: counts.get(s, 0) for s in JobState},
+            "jobs_by_state": {f"JOB_STATE_{s.value}": counts.get(s, 0) for s in JobState},
             "miners_online": sum(v.status == "online" for v in views),
             "miners_draining": sum(v.status == "draining" for v in views),
             "miners_offline": sum(v.status == "offline" for v in views),
