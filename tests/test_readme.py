@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import sys
 from pathlib import Path
 
 import pytest
 
+from client.testing import DevnetProcess
 from coordinator.testing import CoordinatorProcess
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -40,32 +39,11 @@ async def run(cmd: list[str], cwd: Path, stdin: str) -> str:
 
 async def test_readme_examples_against_the_devnet(tmp_path):
     """The README's first command is `make run` = `aitbc devnet`; its examples run against it."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    devnet = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "client.cli",
-        "devnet",
-        "--grpc-port",
-        "0",
-        "--http-port",
-        "0",
-        "--data-dir",
-        "data",
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    devnet = DevnetProcess("data", cwd=tmp_path)
     try:
-        banner = ""
-        async with asyncio.timeout(90):
-            while "Ctrl-C stops everything" not in banner:
-                line = await devnet.stdout.readline()
-                assert line, f"devnet exited: {(await devnet.stderr.read()).decode()}"
-                banner += line.decode()
-        grpc_port = re.search(r"gRPC\s+127.0.0.1:(\d+)", banner).group(1)
-        http_port = re.search(r"REST\s+http://127.0.0.1:(\d+)", banner).group(1)
+        await devnet.start()
+        grpc_port = devnet.grpc_target.rsplit(":", 1)[1]
+        http_port = devnet.http_base.rsplit(":", 1)[1]
 
         def ports(text: str) -> str:
             return text.replace("localhost:8080", f"localhost:{http_port}").replace(
@@ -80,9 +58,8 @@ async def test_readme_examples_against_the_devnet(tmp_path):
         out = await run([sys.executable, "-"], tmp_path, ports(block("grpc")))
         assert out.startswith("JOB_STATE_COMPLETED {")
     finally:
-        if devnet.returncode is None:
-            devnet.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(devnet.wait(), 60) == 0
+        rc, _ = await devnet.interrupt()
+    assert rc == 0
 
 
 async def test_readme_hmac_examples(tmp_path):

@@ -35,6 +35,8 @@ class Workload:
     warmup: int
     miner_procs: int = 1
     rtt_jobs: int = 200
+    # "stream": protocol-level miners (bench.e2e.miner); "agent": real `aitbc-miner` processes
+    miner_mode: str = "stream"
 
 
 @contextlib.contextmanager
@@ -83,6 +85,53 @@ async def start_miners(target: str, keys: dict[str, str], slots: int, procs: int
     return out
 
 
+async def start_agents(target: str, keys: dict[str, str], slots: int, workdir: Path) -> list:
+    """One real `aitbc-miner` process per key (echo only), as a provider would run them."""
+    out = []
+    for i, secret in enumerate(keys.values()):
+        home = workdir / f"agent-{i}"
+        home.mkdir(parents=True, exist_ok=True)
+        env = clean_env(
+            {
+                "AITBC_MINER_COORDINATOR": target,
+                "AITBC_MINER_API_KEY": secret,
+                "AITBC_MINER_KEY_FILE": str(home / "miner.key"),
+                "AITBC_MINER_WORK_DIR": str(home / "work"),
+                "AITBC_MINER_SLOTS": str(slots),
+                "AITBC_MINER_SERVICES": "echo=0.0001",
+            }
+        )
+        log = (home / "agent.log").open("ab")
+        out.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "miner.main",
+                "run",
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        )
+    return out
+
+
+async def stop_agents(procs: list) -> list[str]:
+    """SIGTERM drains each agent (it exits 0 when it holds nothing)."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.terminate()
+    codes = []
+    for p in procs:
+        try:
+            codes.append(await asyncio.wait_for(p.wait(), 20))
+        except TimeoutError:
+            p.kill()
+            codes.append(await p.wait())
+    return [f"agent exit codes {codes}"]
+
+
 async def stop_miners(procs: list) -> list[str]:
     lines = []
     for p in procs:
@@ -102,6 +151,10 @@ class Client:
         self.admin = admin_grpc.AdminServiceStub(self.channel)
         self.client_md = (("x-api-key", client_key),)
         self.admin_md = (("x-api-key", admin_key),)
+
+    async def online_miners(self) -> int:
+        resp = await self.admin.ListMiners(admin_pb.ListMinersRequest(), metadata=self.admin_md)
+        return sum(1 for m in resp.miners if m.status == admin_pb.MINER_STATUS_ONLINE)
 
     async def completed(self) -> int:
         stats = await self.admin.GetStats(admin_pb.GetStatsRequest(), metadata=self.admin_md)
@@ -204,7 +257,13 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
         miners: list = []
         client = Client(coord.target, *client_keys.values(), *admin_keys.values())
         try:
-            miners = await start_miners(coord.target, miner_keys, w.slots, w.miner_procs)
+            if w.miner_mode == "agent":
+                miners = await start_agents(coord.target, miner_keys, w.slots, Path(tmp))
+                async with asyncio.timeout(60):
+                    while await client.online_miners() < w.miners:
+                        await asyncio.sleep(POLL_S)
+            else:
+                miners = await start_miners(coord.target, miner_keys, w.slots, w.miner_procs)
             if w.warmup:
                 await client.submit_all(w.warmup, w.concurrency, "warmup")
                 await client.wait_completed(w.warmup, timeout=120)
@@ -223,7 +282,9 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
             rtt = await client.round_trips(w.rtt_jobs)
         finally:
             await client.close()
-            miner_lines = await stop_miners(miners)
+            miner_lines = await (
+                stop_agents(miners) if w.miner_mode == "agent" else stop_miners(miners)
+            )
             rc = await coord.stop()
         if rc != 0:
             print(f"[{backend}] coordinator exit code {rc}:\n{coord.stderr_tail()}", flush=True)
@@ -233,7 +294,7 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
     lat_send = sorted((times[j][1] - sent[j]) * 1000 for j in times)
     elapsed = t_done - t0
     return Outcome(
-        name=f"aitbc-{backend}",
+        name=f"aitbc-{backend}" + ("-agent" if w.miner_mode == "agent" else ""),
         jobs=w.jobs,
         seconds=elapsed,
         jobs_per_s=w.jobs / elapsed,

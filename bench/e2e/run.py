@@ -14,6 +14,7 @@ functions by cumulative time are printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import os
 import sys
@@ -79,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rtt-jobs", type=_count, default=200, help="then jobs one at a time (unloaded round trip)"
     )
     ap.add_argument("--backends", type=_backends, default=list(BACKENDS))
+    ap.add_argument(
+        "--miner-modes",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=["stream", "agent"],
+        help="stream: protocol-level miners; agent: real aitbc-miner processes (comma list)",
+    )
     ap.add_argument("--celery", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--pg-url", default=POSTGRES_URL)
     ap.add_argument("--redis-url", default=REDIS_URL)
@@ -109,15 +116,23 @@ async def main(argv: list[str] | None = None) -> None:
         if backend == "postgres" and not tcp_reachable("127.0.0.1", 5432):
             print("postgres: not reachable at 127.0.0.1:5432, skipped", flush=True)
             continue
-        o = await aitbc_side.run(backend, w, pg_url=args.pg_url, profile_dir=args.profile)
-        print(
-            f"  {o.name}: {o.jobs_per_s:.0f} jobs/s, submits took {o.extra['submit_s']} s, "
-            f"CPU % of one core: coordinator {o.server_cpu_pct:.0f} ({o.extra['threads']}), "
-            f"client {o.extra['client_cpu_pct']}, miners {o.extra['miner_cpu_pct']}; "
-            f"miner counters {o.extra['miners']}",
-            flush=True,
-        )
-        outcomes.append(o)
+        for mode in args.miner_modes:
+            if mode not in ("stream", "agent"):
+                raise SystemExit(f"--miner-modes: unknown mode {mode!r} (stream, agent)")
+            o = await aitbc_side.run(
+                backend,
+                dataclasses.replace(w, miner_mode=mode),
+                pg_url=args.pg_url,
+                profile_dir=args.profile,
+            )
+            print(
+                f"  {o.name}: {o.jobs_per_s:.0f} jobs/s, submits took {o.extra['submit_s']} s, "
+                f"CPU % of one core: coordinator {o.server_cpu_pct:.0f} ({o.extra['threads']}), "
+                f"client {o.extra['client_cpu_pct']}, miners {o.extra['miner_cpu_pct']}; "
+                f"miner counters {o.extra['miners']}",
+                flush=True,
+            )
+            outcomes.append(o)
     baseline = None
     if args.celery:
         baseline = await asyncio.to_thread(celery_side.run, w, redis_url=args.redis_url)

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from client.testing import DevnetProcess
 from core.testing import services_required
 
 pytestmark = pytest.mark.e2e
@@ -31,32 +32,14 @@ async def test_devnet_runs_ffmpeg_survives_a_killed_miner_and_stops_cleanly(tmp_
         if services_required():
             pytest.fail("ffmpeg is missing (tools/system_deps.sh installs it)")
         pytest.skip("ffmpeg is not installed (tools/system_deps.sh installs it as root)")
-    env = {**os.environ, "AITBC_MINER_HEARTBEAT_INTERVAL_S": "1", "PYTHONUNBUFFERED": "1"}
-    devnet = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "client.cli",
-        "devnet",
-        "--grpc-port",
-        "0",
-        "--http-port",
-        "0",
-        "--data-dir",
-        str(tmp_path / "data"),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    env = {**os.environ, "AITBC_MINER_HEARTBEAT_INTERVAL_S": "1"}
+    devnet = DevnetProcess(tmp_path / "data", env=env)
     try:
-        banner = ""
-        async with asyncio.timeout(90):
-            while "Ctrl-C stops everything" not in banner:
-                line = await devnet.stdout.readline()
-                assert line, f"devnet exited: {(await devnet.stderr.read()).decode()}"
-                banner += line.decode()
-        grpc_target = re.search(r"gRPC\s+(\S+)", banner).group(1)
-        client_key = re.search(r"client key\s+client-1: (\S+)", banner).group(1)
-        admin_key = re.search(r"admin key\s+admin: (\S+)", banner).group(1)
+        await devnet.start()
+        banner = devnet.banner
+        grpc_target = devnet.grpc_target
+        client_key = devnet.field(r"client key\s+client-1: (\S+)")
+        admin_key = devnet.field(r"admin key\s+admin: (\S+)")
         cli = [sys.executable, "-m", "client.cli"]
         cenv = {**env, "AITBC_ENDPOINT": grpc_target, "AITBC_API_KEY": client_key}
         # the banner's aitbc example, as printed: a real ffmpeg transcode, watched, then verified
@@ -97,9 +80,6 @@ async def test_devnet_runs_ffmpeg_survives_a_killed_miner_and_stops_cleanly(tmp_
         assert done["miner_id"] != victim and done["attempt"] == 2
         assert done["attempts"][0]["outcome"] == "lease_lost"
     finally:
-        if devnet.returncode is None:
-            devnet.send_signal(signal.SIGINT)  # Ctrl-C
-        rc = await asyncio.wait_for(devnet.wait(), 60)
+        rc, tail = await devnet.interrupt()  # Ctrl-C
     assert rc == 0
-    tail = (await devnet.stdout.read()).decode()
     assert "devnet stopped" in tail
