@@ -14,8 +14,8 @@ functions by cumulative time are printed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
