@@ -163,3 +163,27 @@ async def test_result_finished_while_away_is_delivered_after_reconnect(tmp_path)
     assert await coord.terminate() == 0
     assert Signer  # the agent signs with its own key file
     assert (tmp_path / "miner.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_miner_env_example_is_current():
+    from pathlib import Path
+
+    from core.config import render_env_example
+
+    committed = Path(__file__).resolve().parents[2] / "deploy" / "miner.env.example"
+    assert committed.read_text() == render_env_example(MinerConfig, prefix="AITBC_MINER_"), (
+        "run: aitbc-miner --print-env-example > deploy/miner.env.example"
+    )
+
+
+def test_bad_miner_settings_name_the_key(tmp_path):
+    from core.config import ConfigError, load_config
+
+    for env, key in [
+        ({"AITBC_MINER_SLOTS": "0"}, "AITBC_MINER_SLOTS"),
+        ({"AITBC_MINER_SERVICES": "ffmpeg=cheap"}, "AITBC_MINER_SERVICES"),
+        ({"AITBC_MINER_SLOTZ": "2"}, "AITBC_MINER_SLOTZ"),
+    ]:
+        with pytest.raises(ConfigError) as exc:
+            load_config(MinerConfig, prefix="AITBC_MINER_", env=env, env_file=None)
+        assert key in str(exc.value)
