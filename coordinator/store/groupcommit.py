@@ -61,12 +61,16 @@ def translate(exc: BaseException) -> BaseException:
     """Map a database-layer exception onto core.errors (core errors pass through)."""
     if isinstance(exc, AitbcError) or not isinstance(exc, Exception):
         return exc
+    # Clients see a generic message (driver text may quote values or schema); the log has it all.
     if isinstance(exc, OperationalError):  # connection lost, database locked, disk full...
-        err: AitbcError = Unavailable(f"database unavailable: {exc.orig}")
+        err: AitbcError = Unavailable("database unavailable; retry later", retry_after_s=1.0)
+        log.warning("database unavailable: %s", exc.orig)
     elif isinstance(exc, DBAPIError):
-        err = Internal(f"database rejected the operation: {exc.orig}")
+        err = Internal("the database rejected the operation")
+        log.error("database rejected the operation: %s", exc.orig)
     else:  # e.g. the driver refusing a value (OverflowError from sqlite3)
-        err = Internal(f"database operation failed: {type(exc).__name__}: {exc}")
+        err = Internal("database operation failed")
+        log.error("database operation failed: %s: %s", type(exc).__name__, exc)
     err.__cause__ = exc
     return err
 
