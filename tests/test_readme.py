@@ -37,6 +37,7 @@ async def run(cmd: list[str], cwd: Path, stdin: str) -> str:
     return out.decode()
 
 
+@pytest.mark.timeout(180)  # starts a whole devnet
 async def test_readme_examples_against_the_devnet(tmp_path):
     """The README's first command is `make run` = `aitbc devnet`; its examples run against it."""
     devnet = DevnetProcess("data", cwd=tmp_path)

@@ -27,6 +27,7 @@ async def _run(*cmd: str, env: dict[str, str], cwd) -> str:
     return out.decode()
 
 
+@pytest.mark.timeout(240)  # starts a devnet, transcodes, waits out a lost lease
 async def test_devnet_runs_ffmpeg_survives_a_killed_miner_and_stops_cleanly(tmp_path):
     if shutil.which("ffmpeg") is None:
         if services_required():
