@@ -60,7 +60,9 @@ async def _call(api, stub_name, rpc, request, kind, md):
         yield miner_pb.ConnectRequest(hello=miner_pb.Hello(capabilities=caps()))
 
     call = stub.Connect(hello(), metadata=md, timeout=5)
-    await call.read()
+    first = await call.read()
+    if first is grpc.aio.EOF:  # the server ended the call: its status says why
+        return await call.code()
     call.cancel()
     return grpc.StatusCode.OK
 
