@@ -66,6 +66,7 @@ def test_parse_and_argument_order() -> None:
     args = build_args("/opt/blender", Path("/w/scene.blend"), Path("/w/out"), opts, "auto")
     assert args[:4] == ["/opt/blender", "-b", "-Y", "/w/scene.blend"]  # file first, autoexec off
     assert "-E" not in args  # the engine is chosen by the script (names differ by version)
+    assert args[args.index("--python-exit-code") + 1] == "3"  # a failing script fails the run
     assert args[-9:] == ["-F", "JPEG", "-x", "1", "-s", "3", "-e", "5", "-a"]
     assert args[args.index("-o") + 1] == "/w/out/frame_#####"
     assert args.index("--python-expr") < args.index("-o") < args.index("-a")
@@ -80,6 +81,9 @@ def test_parse_and_argument_order() -> None:
     cpu = build_args("b", Path("s"), Path("o"), plain, "CPU")
     assert "-E" not in cpu and "prefs" not in cpu[cpu.index("--python-expr") + 1]
     assert parse_render({"scene": SCENE, "frames": "10-12"}, 100)[1].frame_count == 3
+    _ref, wb = parse_render({"scene": SCENE, "engine": "WORKBENCH"}, 100)
+    wb_args = build_args("b", Path("s"), Path("o"), wb, "CPU")
+    assert "('BLENDER_WORKBENCH',)" in wb_args[wb_args.index("--python-expr") + 1]
 
 
 @pytest.mark.parametrize(
