@@ -85,6 +85,13 @@ class CoordinatorConfig:
         min=0.05,
         max=60,
     )
+    start_write_delay_ms: int = _f(
+        50,
+        "How long a miner's 'started' report may wait to share the write of the job's result "
+        "or failure, milliseconds (0: write it at once). RUNNING shows that much later.",
+        min=0,
+        max=5000,
+    )
     max_poll_wait_s: int = _f(
         60, "Longest long-poll a polling miner may ask for, seconds.", min=1, max=300
     )
@@ -172,6 +179,7 @@ class CoordinatorConfig:
             missed_heartbeats=self.missed_heartbeats,
             sweep_interval_s=self.sweep_interval_s,
             refill_interval_s=self.queue_refill_interval_s,
+            start_write_delay_s=self.start_write_delay_ms / 1000,
             max_poll_wait_s=self.max_poll_wait_s,
             coordinator_id=self.coordinator_id,
         )

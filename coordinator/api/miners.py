@@ -130,6 +130,8 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
                         self.c.ack(session, "", "", exc)
                 elif kind == "drain":
                     self.c.drain(session)
+                elif kind == "started" and self._note_started(req.started, session):
+                    pass
                 elif kind in ("started", "progress", "result", "failure"):
                     await gate.acquire()
                     task = asyncio.create_task(self._handle(kind, getattr(req, kind), session))
@@ -152,6 +154,15 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
         session.send(Close("the miner closed its side of the stream"))
+
+    def _note_started(self, msg: pb.JobStarted, session: MinerSession) -> bool:
+        """ "started" without a task when the job is in memory (the usual case); False: the
+        caller handles it as a task (the store has to be read)."""
+        try:
+            return self.c.note_started(session.miner_id, msg.lease_id, msg.job_id)
+        except errors.AitbcError as exc:
+            self.c.ack(session, msg.lease_id, msg.job_id, exc)
+            return True
 
     async def _handle(self, kind: str, msg, session: MinerSession) -> None:
         mid = session.miner_id

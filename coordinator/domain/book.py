@@ -66,6 +66,10 @@ class JobBook:
         self.notify(None, stored)
         return stored
 
+    def cached(self, job_id: str) -> Job | None:
+        """The job as last stored by this process, if it is live and in memory."""
+        return self._cache.get(job_id)
+
     async def load(self, job_id: str, *, fresh: bool = False) -> Job | None:
         job = None if fresh else self._cache.get(job_id)
         if job is None:

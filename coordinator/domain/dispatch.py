@@ -58,6 +58,10 @@ class Dispatcher:
         else:
             self.queue.remove(new.job_id)
 
+    def knows(self, job_id: str) -> bool:
+        """The job is queued here or being claimed."""
+        return job_id in self.queue or job_id in self._claiming
+
     def offer(self, job: Job) -> None:
         """A QUEUED job seen in the store (restart, or submitted by another process)."""
         if (

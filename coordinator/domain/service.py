@@ -53,6 +53,17 @@ class ReceiptSeam(Protocol):
         """The receipt of a COMPLETED job, written in the same transaction as the completion."""
 
 
+@dataclass(slots=True)
+class _PendingStart:
+    """A miner's "started" not written yet (see Settings.start_write_delay_s)."""
+
+    job_id: str
+    miner_id: str
+    lease_id: str
+    at: float
+    timer: asyncio.TimerHandle | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class MinerView:
     record: MinerRecord
@@ -110,6 +121,8 @@ class Coordinator:
             str, tuple[float, str, float, float]
         ] = {}  # fraction, msg, at, persisted mono
         self._tasks: list[asyncio.Task[None]] = []
+        self._starts: dict[str, _PendingStart] = {}  # job id -> "started" not written yet
+        self._start_writes: set[asyncio.Task[Any]] = set()
         self.book.listen(self._on_change)
 
     # == lifecycle of the service ===========================================================
@@ -136,6 +149,7 @@ class Coordinator:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.flush_starts()
         await self.dispatcher.settle()
         for s in list(self.sessions.values()):
             if s.connected:
@@ -273,6 +287,7 @@ class Coordinator:
             and (not new.state.leased or new.lease_id != old.lease_id)
         ):
             self._progress.pop(new.job_id, None)
+            self._take_start(new.job_id, old.lease_id)
             s = self.sessions.get(old.miner_id)
             if s is not None and s.leases.pop(old.lease_id, None) is not None:
                 lost = bool(new.attempts) and new.attempts[-1].outcome == "lease_lost"
@@ -453,17 +468,81 @@ class Coordinator:
             reason="stale_lease",
         )
 
-    async def started(self, miner_id: str, lease_id: str, job_id: str) -> Job:
+    def note_started(self, miner_id: str, lease_id: str, job_id: str) -> bool:
+        """A miner's "started": checked now, written later (start_write_delay_s) unless the
+        result or failure arrives first and writes it along. False when the job is not in
+        memory: then call started(), which reads the store."""
         validation.job_id(job_id), validation.lease_id(lease_id)
+        job = self.book.cached(job_id)
+        if job is None:
+            return False
+        if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
+            raise self._stale(job, lease_id)
+        delay = self.settings.start_write_delay_s
+        if job.state is not JobState.ASSIGNED or job_id in self._starts:
+            return True
+        pending = self._starts[job_id] = _PendingStart(job_id, miner_id, lease_id, self.clock.now())
+        if delay <= 0:
+            self._write_start(job_id)
+        else:
+            loop = asyncio.get_running_loop()
+            pending.timer = loop.call_later(delay, self._write_start, job_id)
+        return True
+
+    def _take_start(self, job_id: str, lease_id: str) -> _PendingStart | None:
+        pending = self._starts.get(job_id)
+        if pending is None or pending.lease_id != lease_id:
+            return None
+        del self._starts[job_id]
+        if pending.timer is not None:
+            pending.timer.cancel()
+        return pending
+
+    async def flush_starts(self) -> None:
+        """Write every "started" still waiting, and wait for those writes (shutdown, tests)."""
+        for job_id in list(self._starts):
+            self._write_start(job_id)
+        while self._start_writes:
+            await asyncio.gather(*list(self._start_writes), return_exceptions=True)
+
+    def _restore_start(self, pending: _PendingStart | None) -> None:
+        """A result or failure that would have carried "started" was refused: write it alone."""
+        if pending is not None and pending.job_id not in self._starts:
+            self._starts[pending.job_id] = replace(pending, timer=None)
+            self._write_start(pending.job_id)
+
+    def _write_start(self, job_id: str) -> None:
+        pending = self._starts.get(job_id)
+        if pending is None:
+            return
+        self._take_start(job_id, pending.lease_id)
+        task = asyncio.create_task(self._started(pending))
+        self._start_writes.add(task)
+        task.add_done_callback(self._start_writes.discard)
+
+    async def _started(self, pending: _PendingStart) -> None:
+        def transition(job: Job) -> Job | None:
+            if not self._leased_to(job, pending.miner_id, pending.lease_id):
+                return None  # the lease ended meanwhile: nothing to record
+            return lifecycle.start(job, now=pending.at) if job.state is JobState.ASSIGNED else None
+
+        try:
+            await self.book.mutate(pending.job_id, transition)
+        except errors.AitbcError as exc:
+            log.info("started of lease %s not written: %s", pending.lease_id, exc.message)
+        except Exception:
+            log.exception("started of lease %s not written", pending.lease_id)
+
+    async def started(self, miner_id: str, lease_id: str, job_id: str) -> Job:
+        """Record "started" now (durable on return)."""
+        validation.job_id(job_id), validation.lease_id(lease_id)
+        pending = self._take_start(job_id, lease_id)
+        at = pending.at if pending is not None else self.clock.now()
 
         def transition(job: Job) -> Job | None:
             if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
                 raise self._stale(job, lease_id)
-            return (
-                lifecycle.start(job, now=self.clock.now())
-                if job.state is JobState.ASSIGNED
-                else None
-            )
+            return lifecycle.start(job, now=at) if job.state is JobState.ASSIGNED else None
 
         before, after = await self.book.mutate(job_id, transition)
         return after or before
@@ -520,6 +599,7 @@ class Coordinator:
         seam = self.receipts
         public_key = await self._public_key(miner_id) if seam is not None else ""
         issued: list[ReceiptRecord] = []
+        pending = self._take_start(job_id, lease_id)
 
         def transition(job: Job) -> Job | None:
             if not self._leased_to(job, miner_id, lease_id):
@@ -533,6 +613,8 @@ class Coordinator:
                 )
             if not job.state.leased:
                 raise self._stale(job, lease_id)
+            if pending is not None and job.state is JobState.ASSIGNED:
+                job = lifecycle.start(job, now=pending.at)  # the same write records "started"
             if seam is not None:
                 seam.check_claim(
                     claim,
@@ -550,7 +632,11 @@ class Coordinator:
             issued.append(seam.issue(job, claim))
             return issued[-1]
 
-        before, after = await self.book.mutate(job_id, transition, receipt=receipt)
+        try:
+            before, after = await self.book.mutate(job_id, transition, receipt=receipt)
+        except BaseException:
+            self._restore_start(pending)
+            raise
         if after is None:
             recs, _ = await self.store.list_receipts(job_id, limit=1000)
             return before, False, recs[-1].document if recs else None
@@ -575,12 +661,15 @@ class Coordinator:
         validation.job_id(job_id), validation.lease_id(lease_id)
         code = validation.failure_code(code)
         message = message[:2000]
+        pending = self._take_start(job_id, lease_id)
 
         def transition(job: Job) -> Job | None:
             if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
                 if job.state is JobState.FAILED and self._leased_to(job, miner_id, lease_id):
                     return None  # a repeated failure report changes nothing
                 raise self._stale(job, lease_id)
+            if pending is not None and job.state is JobState.ASSIGNED:
+                job = lifecycle.start(job, now=pending.at)
             return lifecycle.retry_or_fail(
                 job,
                 outcome="failed",
@@ -591,7 +680,11 @@ class Coordinator:
                 max_attempts=self.settings.max_attempts,
             )
 
-        before, after = await self.book.mutate(job_id, transition)
+        try:
+            before, after = await self.book.mutate(job_id, transition)
+        except BaseException:
+            self._restore_start(pending)
+            raise
         if after is not None:
             await self.store.record_miner_outcome(miner_id, completed=False, duration_ms=0)
         return after or before
@@ -644,8 +737,13 @@ class Coordinator:
 
     async def refill(self) -> None:
         """Queued jobs in the store that this process does not know yet (other processes)."""
-        for job in await self.store.queued_jobs(limit=self.settings.refill_limit):
-            self.dispatcher.offer(job)
+        # Ids first: with a deep queue this process already knows nearly all of them, and
+        # loading thousands of jobs every second only to find that out was costly.
+        ids = await self.store.queued_ids(limit=self.settings.refill_limit)
+        unknown = [i for i in ids if not self.dispatcher.knows(i)]
+        if unknown:
+            for job in await self.store.get_jobs(unknown):
+                self.dispatcher.offer(job)
 
     async def reconcile(self) -> None:
         """Leases ended elsewhere (another process canceled the job): tell the miner, free the slot."""
@@ -685,12 +783,7 @@ class Coordinator:
         window_s = window_s or 300
         now = self.clock.now()
         counts = await self.store.count_by_state()
-        finished = await self.store.finished_between(now - window_s, now)
-        lat = sorted((f - c) * 1000 for c, f in finished)
-
-        def pct(p: float) -> float:
-            return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0
-
+        completed, (p50, p99) = await self.store.completion_window(now - window_s, now, (0.5, 0.99))
         views = await self.miners()
         return {
             "jobs_by_state": {f"JOB_STATE_{s.value}": counts.get(s, 0) for s in JobState},
@@ -699,10 +792,10 @@ class Coordinator:
             "miners_offline": sum(v.status == "offline" for v in views),
             "queue_depth": counts.get(JobState.QUEUED, 0),
             "window_seconds": window_s,
-            "completed_in_window": len(lat),
-            "throughput_per_second": len(lat) / window_s,
-            "latency_p50_ms": pct(0.5),
-            "latency_p99_ms": pct(0.99),
+            "completed_in_window": completed,
+            "throughput_per_second": completed / window_s,
+            "latency_p50_ms": p50 * 1000,
+            "latency_p99_ms": p99 * 1000,
         }
 
     def ack(

@@ -32,5 +32,8 @@ class Settings:
     refill_interval_s: float = 1.0
     refill_limit: int = 5000
     progress_persist_interval_s: float = 2.0
+    # A miner's "started" is written this long after it arrives, unless the job's result or
+    # failure comes first and carries it in the same write (short jobs: one write, not two).
+    start_write_delay_s: float = 0.05
     max_poll_wait_s: int = 60
     coordinator_id: str = "coordinator-1"

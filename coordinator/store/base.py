@@ -84,8 +84,15 @@ class JobStore(Protocol):
 
     async def count_by_state(self) -> dict[JobState, int]: ...
 
-    async def finished_between(self, since: float, until: float) -> list[tuple[float, float]]:
-        """(created_at, finished_at) of jobs COMPLETED in [since, until], for stats."""
+    async def queued_ids(self, *, limit: int) -> list[str]:
+        """The ids of queued_jobs(limit), without loading the jobs."""
+
+    async def completion_window(
+        self, since: float, until: float, fractions: Sequence[float]
+    ) -> tuple[int, list[float]]:
+        """Jobs COMPLETED with finished_at in [since, until]: their count, and for each fraction
+        f the latency (finished_at - created_at, seconds) at rank min(n - 1, int(f * n)) in
+        ascending order (0.0 when there are none)."""
 
     async def list_receipts(
         self, job_id: str, *, limit: int, cursor: str = ""

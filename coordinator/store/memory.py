@@ -112,14 +112,21 @@ class MemoryJobStore:
             out[j.state] = out.get(j.state, 0) + 1
         return out
 
-    async def finished_between(self, since: float, until: float) -> list[tuple[float, float]]:
-        return [
-            (j.created_at, j.finished_at)
+    async def queued_ids(self, *, limit: int) -> list[str]:
+        return [j.job_id for j in await self.queued_jobs(limit=limit)]
+
+    async def completion_window(
+        self, since: float, until: float, fractions: Sequence[float]
+    ) -> tuple[int, list[float]]:
+        lat = sorted(
+            j.finished_at - j.created_at
             for j in self.jobs.values()
             if j.state is JobState.COMPLETED
             and j.finished_at is not None
             and since <= j.finished_at <= until
-        ]
+        )
+        n = len(lat)
+        return n, [lat[min(n - 1, int(f * n))] if n else 0.0 for f in fractions]
 
     async def list_receipts(
         self, job_id: str, *, limit: int, cursor: str = ""

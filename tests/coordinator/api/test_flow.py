@@ -201,3 +201,40 @@ async def test_watch_streams_ndjson_until_terminal(api):
     assert events[-1]["job"]["state"] == "JOB_STATE_COMPLETED"
     assert any(e["event"] == "progress" and e["job"]["progress"]["fraction"] == 0.5 for e in events)
     await miner.close()
+
+
+async def test_started_over_the_stream_shows_running_then_rides_with_the_result(api):
+    miner = await StreamMiner(api.app.grpc_target, KEYS["miner"]["m1"], caps()).start()
+    first = (await api.jobs.SubmitJob(submit_request(), metadata=api.md("alice"))).job
+    a = (await miner.next("assignment")).assignment
+    miner.started(a)  # alone: written after the short delay, then watchers and GetJob see it
+    watch = api.jobs.WatchJob(
+        jobs_pb.WatchJobRequest(job_id=first.job_id), metadata=api.md("alice")
+    )
+    states = []
+    async with asyncio.timeout(5):
+        async for event in watch:
+            states.append(event.job.state)
+            if event.job.state == job_pb.JOB_STATE_RUNNING:
+                break
+    watch.cancel()
+    assert states[-1] == job_pb.JOB_STATE_RUNNING
+    got = (
+        await api.jobs.GetJob(jobs_pb.GetJobRequest(job_id=first.job_id), metadata=api.md("alice"))
+    ).job
+    assert got.state == job_pb.JOB_STATE_RUNNING and got.HasField("started_at")
+    miner.result(a, {"ok": 1})
+    assert (await miner.next("ack")).ack.accepted
+
+    second = (await api.jobs.SubmitJob(submit_request(), metadata=api.md("alice"))).job
+    b = (await miner.next("assignment")).assignment
+    miner.started(b)
+    miner.result(b, {"ok": 2})  # at once: "started" is written by the result's own write
+    assert (await miner.next("ack")).ack.accepted
+    done = (
+        await api.jobs.GetJob(jobs_pb.GetJobRequest(job_id=second.job_id), metadata=api.md("alice"))
+    ).job
+    assert done.state == job_pb.JOB_STATE_COMPLETED
+    assert done.assigned_at.ToNanoseconds() <= done.started_at.ToNanoseconds()
+    assert done.started_at.ToNanoseconds() <= done.finished_at.ToNanoseconds()
+    await miner.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from coordinator.domain import validation
@@ -352,3 +354,105 @@ async def test_ack_codes(env):
     coord.ack(s, "l", "j", errors.FailedPrecondition("x", reason="stale_lease"))
     (ack,) = drain_outbox(s)
     assert isinstance(ack, AckOut) and not ack.accepted and ack.code == "stale_lease"
+
+
+# -- "started" written late, or along with the result ------------------------------------------
+
+
+async def _assigned(coord, clock):
+    job, _ = await coord.submit("alice", spec(coord))
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord)
+    (a,) = assignments(s)
+    await clock.advance(2)
+    return job, s, a
+
+
+async def test_started_then_result_is_one_write(env):
+    coord, clock, store = env
+    job, _s, a = await _assigned(coord, clock)
+    assert coord.note_started("m1", a.lease_id, job.job_id)
+    started_at = clock.now()
+    await clock.advance(3)
+    assert (await store.get_job(job.job_id)).state is JobState.ASSIGNED  # not written yet
+    done, fresh, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    assert fresh and done.state is JobState.COMPLETED
+    stored = await store.get_job(job.job_id)
+    # QUEUED (1) -> ASSIGNED (2) -> COMPLETED (3): RUNNING rode along with the result.
+    assert stored.version == 3
+    assert stored.started_at == started_at and stored.finished_at == started_at + 3
+    await coord.flush_starts()
+    assert (await store.get_job(job.job_id)).version == 3  # nothing left to write
+
+
+async def test_started_alone_is_written_after_the_delay(env):
+    coord, clock, store = env
+    job, _s, a = await _assigned(coord, clock)
+    started_at = clock.now()
+    assert coord.note_started("m1", a.lease_id, job.job_id)
+    assert coord.note_started("m1", a.lease_id, job.job_id)  # a repeat changes nothing
+    for _ in range(200):  # the default delay is 50 ms of loop time
+        stored = await store.get_job(job.job_id)
+        if stored.state is JobState.RUNNING:
+            break
+        await asyncio.sleep(0.005)
+    assert stored.state is JobState.RUNNING and stored.started_at == started_at
+    assert stored.version == 3
+
+
+async def test_started_with_no_delay_is_written_at_once():
+    clock = FakeClock()
+    store = MemoryJobStore()
+    coord = Coordinator(store, settings=Settings(start_write_delay_s=0), clock=clock)
+    await coord.start(background=False)
+    try:
+        job, _s, a = await _assigned(coord, clock)
+        assert coord.note_started("m1", a.lease_id, job.job_id)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert (await store.get_job(job.job_id)).state is JobState.RUNNING
+    finally:
+        await coord.stop()
+
+
+async def test_started_survives_a_refused_result(env):
+    coord, clock, store = env
+    job, _s, a = await _assigned(coord, clock)
+    coord.note_started("m1", a.lease_id, job.job_id)
+    with pytest.raises(errors.FailedPrecondition):  # another miner's result: refused
+        await coord.deliver_result("m2", a.lease_id, job.job_id, RESULT)
+    await coord.flush_starts()
+    assert (await store.get_job(job.job_id)).state is JobState.RUNNING
+
+
+async def test_started_then_failure_records_start_and_requeues(env):
+    coord, clock, store = env
+    job, _s, a = await _assigned(coord, clock)
+    coord.note_started("m1", a.lease_id, job.job_id)
+    after = await coord.fail("m1", a.lease_id, job.job_id, code="oom", message="x", retryable=True)
+    assert after.state is JobState.QUEUED and after.attempt == 2
+    await coord.flush_starts()
+    assert (await store.get_job(job.job_id)).state is JobState.QUEUED
+
+
+async def test_started_dropped_when_the_lease_ends_first(env):
+    coord, clock, store = env
+    job, s, a = await _assigned(coord, clock)
+    coord.note_started("m1", a.lease_id, job.job_id)
+    await coord.cancel(job.job_id, client_id="alice")
+    assert coord._starts == {}
+    await coord.flush_starts()
+    assert (await store.get_job(job.job_id)).state is JobState.CANCELED
+
+
+async def test_started_for_a_stale_lease_is_refused(env):
+    coord, clock, _ = env
+    job, _s, a = await _assigned(coord, clock)
+    with pytest.raises(errors.FailedPrecondition) as exc:
+        coord.note_started("m1", "lease_" + "0" * 32, job.job_id)
+    assert exc.value.reason == "stale_lease"
+    with pytest.raises(errors.FailedPrecondition):
+        coord.note_started("m2", a.lease_id, job.job_id)
+    with pytest.raises(errors.InvalidArgument):
+        coord.note_started("m1", a.lease_id, "not-a-job-id")
+    assert not coord.note_started("m1", a.lease_id, "job_" + "1" * 32)  # not in memory

@@ -110,6 +110,8 @@ async def test_queued_jobs_in_dispatch_order(store, make_job):
     expected = [high_old, high_new, tie_a, tie_b, low_old]
     assert got == [j.job_id for j in expected]
     assert [j.job_id for j in await store.queued_jobs(limit=2)] == got[:2]
+    assert await store.queued_ids(limit=10) == got
+    assert await store.queued_ids(limit=3) == got[:3]
 
 
 async def test_leased_jobs(store, make_job):
@@ -136,7 +138,7 @@ async def test_due_jobs(store, make_job):
     assert [j.job_id for j in await store.due_jobs(now, limit=1)] == [due_early.job_id]
 
 
-async def test_count_by_state_and_finished_between(store, make_job):
+async def test_count_by_state_and_completion_window(store, make_job):
     done = [
         make_job(state=JobState.COMPLETED, created_at=100.0 + i, finished_at=200.0 + i)
         for i in range(4)
@@ -152,8 +154,15 @@ async def test_count_by_state_and_finished_between(store, make_job):
         JobState.QUEUED: 1,
         JobState.RUNNING: 1,
     }
-    assert await store.finished_between(201.0, 202.0) == [(101.0, 201.0), (102.0, 202.0)]
-    assert await store.finished_between(500.0, 600.0) == []
+    # Latencies 100 s each except the one made 150 s: ranks are nearest-rank, ascending.
+    slow = make_job(state=JobState.COMPLETED, created_at=52.0, finished_at=202.5)
+    await store.insert_job(slow)
+    assert await store.completion_window(201.0, 203.0, (0.0, 0.5, 0.99)) == (
+        4,
+        [100.0, 100.0, 150.5],
+    )
+    assert await store.completion_window(200.0, 200.0, (0.5,)) == (1, [100.0])
+    assert await store.completion_window(500.0, 600.0, (0.5, 0.99)) == (0, [0.0, 0.0])
 
 
 async def test_list_jobs_filters(store, make_job):
