@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from coordinator.domain.model import Job
-from coordinator.store.base import JobStore, ReceiptRecord
+from coordinator.store.base import JobStore, MinerOutcome, ReceiptRecord
 from core import errors
 
 Transition = Callable[[Job], Job | None]
@@ -84,6 +84,7 @@ class JobBook:
         transition: Transition,
         *,
         receipt: Callable[[Job], ReceiptRecord | None] | None = None,
+        outcome: Callable[[Job], MinerOutcome | None] | None = None,
     ) -> tuple[Job, Job | None]:
         """Apply `transition` to the current job and store it; returns (before, after).
 
@@ -100,7 +101,8 @@ class JobBook:
                 if new is None:
                     return job, None
                 rec = receipt(new) if receipt is not None else None
-                if await self.store.update_job(new, job.version, receipt=rec):
+                done = outcome(new) if outcome is not None else None
+                if await self.store.update_job(new, job.version, receipt=rec, outcome=done):
                     self.remember(new)
                     self.notify(job, new)
                     return job, new

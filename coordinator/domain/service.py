@@ -27,7 +27,14 @@ from coordinator.domain.sessions import (
 )
 from coordinator.domain.settings import Settings
 from coordinator.domain.validation import SubmitSpec
-from coordinator.store.base import IdempotencyConflict, JobFilter, JobStore, Page, ReceiptRecord
+from coordinator.store.base import (
+    IdempotencyConflict,
+    JobFilter,
+    JobStore,
+    MinerOutcome,
+    Page,
+    ReceiptRecord,
+)
 from core import errors
 from core.clock import Clock, SystemClock
 
@@ -632,19 +639,20 @@ class Coordinator:
             issued.append(seam.issue(job, claim))
             return issued[-1]
 
+        def outcome(job: Job) -> MinerOutcome:
+            ran_s = max(0.0, (job.finished_at or 0) - (job.started_at or 0))
+            return MinerOutcome(miner_id, completed=True, duration_ms=int(ran_s * 1000))
+
         try:
-            before, after = await self.book.mutate(job_id, transition, receipt=receipt)
+            before, after = await self.book.mutate(
+                job_id, transition, receipt=receipt, outcome=outcome
+            )
         except BaseException:
             self._restore_start(pending)
             raise
         if after is None:
             recs, _ = await self.store.list_receipts(job_id, limit=1000)
             return before, False, recs[-1].document if recs else None
-        await self.store.record_miner_outcome(
-            miner_id,
-            completed=True,
-            duration_ms=int(((after.finished_at or 0) - (after.started_at or 0)) * 1000),
-        )
         return after, True, issued[-1].document if issued else None
 
     async def receipts_of(
@@ -681,12 +689,14 @@ class Coordinator:
             )
 
         try:
-            before, after = await self.book.mutate(job_id, transition)
+            before, after = await self.book.mutate(
+                job_id,
+                transition,
+                outcome=lambda _job: MinerOutcome(miner_id, completed=False, duration_ms=0),
+            )
         except BaseException:
             self._restore_start(pending)
             raise
-        if after is not None:
-            await self.store.record_miner_outcome(miner_id, completed=False, duration_ms=0)
         return after or before
 
     async def _lose(self, job_id: str, lease_id: str, miner_id: str, why: str) -> None:

@@ -32,6 +32,15 @@ class JobFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class MinerOutcome:
+    """One finished job added to a miner's counters (written with the job's last change)."""
+
+    miner_id: str
+    completed: bool
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptRecord:
     """A signed receipt: `document` holds the exact signed JSON bytes, never re-serialized."""
 
@@ -59,12 +68,18 @@ class JobStore(Protocol):
         client already has a job with that key, raise IdempotencyConflict(existing)."""
 
     async def update_job(
-        self, job: Job, expect_version: int, *, receipt: ReceiptRecord | None = None
+        self,
+        job: Job,
+        expect_version: int,
+        *,
+        receipt: ReceiptRecord | None = None,
+        outcome: MinerOutcome | None = None,
     ) -> bool:
         """Compare-and-set: write every mutable field of `job` if the stored version equals
         `expect_version`, then set job.version = expect_version + 1 and return True; otherwise
         change nothing and return False. This is the atomic claim across processes.
-        A `receipt` is inserted in the same transaction, only when the update applies."""
+        A `receipt` is inserted and an `outcome` added to its miner's counters in the same
+        transaction, only when the update applies."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 

@@ -36,9 +36,13 @@ MUTABLE_JOB_COLUMNS = (
 )
 
 
+# Built once: json.dumps with non-default options constructs an encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def dumps(value: Any, field: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument.field(field, f"not storable as JSON: {exc}") from exc
 

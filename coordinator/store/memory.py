@@ -7,7 +7,13 @@ import copy
 from collections.abc import Sequence
 
 from coordinator.domain.model import Job, JobState, MinerRecord
-from coordinator.store.base import IdempotencyConflict, JobFilter, Page, ReceiptRecord
+from coordinator.store.base import (
+    IdempotencyConflict,
+    JobFilter,
+    MinerOutcome,
+    Page,
+    ReceiptRecord,
+)
 from core import errors
 
 
@@ -51,7 +57,12 @@ class MemoryJobStore:
         return job
 
     async def update_job(
-        self, job: Job, expect_version: int, *, receipt: ReceiptRecord | None = None
+        self,
+        job: Job,
+        expect_version: int,
+        *,
+        receipt: ReceiptRecord | None = None,
+        outcome: MinerOutcome | None = None,
     ) -> bool:
         cur = self.jobs.get(job.job_id)
         if cur is None or cur.version != expect_version:
@@ -60,6 +71,10 @@ class MemoryJobStore:
         self.jobs[job.job_id] = self._copy(job)
         if receipt is not None:
             self.receipts.setdefault(job.job_id, []).append(receipt)
+        if outcome is not None:
+            await self.record_miner_outcome(
+                outcome.miner_id, completed=outcome.completed, duration_ms=outcome.duration_ms
+            )
         return True
 
     async def get_job(self, job_id: str) -> Job | None:

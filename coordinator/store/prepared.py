@@ -12,7 +12,8 @@ invalidated), so callers see the same errors either way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +27,17 @@ class Prepared:
         compiled = stmt.compile(dialect=dialect)
         self.sql = str(compiled)
         # sqlite3 takes qmark (positional) parameters, psycopg pyformat (a dict).
-        self._order: tuple[str, ...] | None = None
+        self._pick: Callable[[Mapping[str, Any]], Any] | None = None
         if dialect.paramstyle in ("qmark", "numeric", "format"):
             assert compiled.positiontup is not None
-            self._order = tuple(compiled.positiontup)
+            order = tuple(compiled.positiontup)
+            if len(order) >= 2:
+                self._pick = operator.itemgetter(*order)  # a tuple, built in C
+            else:  # itemgetter returns a bare value for one key and refuses none
+                self._pick = lambda p: tuple(p[k] for k in order)
 
     def args(self, params: Mapping[str, Any]) -> Any:
-        return params if self._order is None else tuple(params[k] for k in self._order)
+        return params if self._pick is None else self._pick(params)
 
 
 Step = tuple[Prepared, Mapping[str, Any]]

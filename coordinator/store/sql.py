@@ -24,7 +24,13 @@ from sqlalchemy import Connection, Engine
 
 from coordinator.domain.model import Job, JobState, MinerRecord
 from coordinator.store import codec, engines, migrate
-from coordinator.store.base import IdempotencyConflict, JobFilter, Page, ReceiptRecord
+from coordinator.store.base import (
+    IdempotencyConflict,
+    JobFilter,
+    MinerOutcome,
+    Page,
+    ReceiptRecord,
+)
 from coordinator.store.groupcommit import GroupCommitter, Rejected, translate
 from coordinator.store.statements import Operation, WriteStatements, single
 from coordinator.store.tables import jobs, miners, receipts
@@ -147,7 +153,12 @@ class SqlJobStore:
         return job
 
     async def update_job(
-        self, job: Job, expect_version: int, *, receipt: ReceiptRecord | None = None
+        self,
+        job: Job,
+        expect_version: int,
+        *,
+        receipt: ReceiptRecord | None = None,
+        outcome: MinerOutcome | None = None,
     ) -> bool:
         sql = self._statements()
         params = codec.job_mutable_values(job)
@@ -157,6 +168,7 @@ class SqlJobStore:
             if receipt.job_id != job.job_id:
                 raise InvalidArgument.field("receipt.job_id", "must be the updated job's id")
             receipt_row = codec.receipt_row(receipt)
+        outcome_row = None if outcome is None else self._outcome_row(outcome)
 
         def run() -> Operation:
             if (yield sql.update_job, params).rowcount != 1:
@@ -164,6 +176,8 @@ class SqlJobStore:
             if receipt_row is not None and (yield sql.insert_receipt, receipt_row).rowcount != 1:
                 # Raising (not Rejected) makes the writer undo this job's update too.
                 raise AlreadyExists(f"receipt {receipt_row['receipt_id']!r} already exists")
+            if outcome_row is not None:
+                yield sql.add_outcome, outcome_row
             return True
 
         applied = await self._write(run, (1, job.job_id))
@@ -176,17 +190,24 @@ class SqlJobStore:
         row = codec.miner_row(miner)
         await self._write(lambda: single(sql.upsert_miner, row), (2, miner.miner_id))
 
+    @staticmethod
+    def _outcome_row(outcome: MinerOutcome) -> dict[str, Any]:
+        if outcome.duration_ms < 0:
+            raise InvalidArgument.field("duration_ms", "must not be negative")
+        # An outcome for a miner not stored yet creates its row: counts are never dropped.
+        row = codec.miner_row(MinerRecord(miner_id=outcome.miner_id))
+        row.update(
+            completed=int(outcome.completed),
+            failed=int(not outcome.completed),
+            total_duration_ms=outcome.duration_ms,
+        )
+        return row
+
     async def record_miner_outcome(
         self, miner_id: str, *, completed: bool, duration_ms: int
     ) -> None:
-        if duration_ms < 0:
-            raise InvalidArgument.field("duration_ms", "must not be negative")
         sql = self._statements()
-        # An outcome for a miner not stored yet creates its row: counts are never dropped.
-        row = codec.miner_row(MinerRecord(miner_id=miner_id))
-        row.update(
-            completed=int(completed), failed=int(not completed), total_duration_ms=duration_ms
-        )
+        row = self._outcome_row(MinerOutcome(miner_id, completed, duration_ms))
         await self._write(lambda: single(sql.add_outcome, row), (2, miner_id))
 
     # -- reads ------------------------------------------------------------------------------

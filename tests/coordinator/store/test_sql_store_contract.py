@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from coordinator.domain.model import Attempt, JobState, MinerRecord, ResultRef
-from coordinator.store.base import IdempotencyConflict, JobFilter, ReceiptRecord
+from coordinator.store.base import IdempotencyConflict, JobFilter, MinerOutcome, ReceiptRecord
 from core.errors import AlreadyExists, InvalidArgument
 
 
@@ -296,6 +296,29 @@ async def test_miners_upsert_list_and_outcomes(store):
     assert (got2.completed, got2.failed, got2.total_duration_ms) == (0, 1, 7)
     with pytest.raises(InvalidArgument):
         await store.record_miner_outcome("m2", completed=True, duration_ms=-1)
+
+
+async def test_outcome_is_counted_with_the_update_that_applies(store, make_job):
+    job = make_job(state=JobState.RUNNING, miner_id="m9")
+    await store.insert_job(job)
+    done = dataclasses.replace(job, state=JobState.COMPLETED)
+    stale = dataclasses.replace(job, state=JobState.FAILED)
+    assert await store.update_job(done, 1, outcome=MinerOutcome("m9", True, 1200))
+    # A refused compare-and-set counts nothing.
+    assert not await store.update_job(stale, 1, outcome=MinerOutcome("m9", False, 0))
+    got = await store.get_miner("m9")
+    assert (got.completed, got.failed, got.total_duration_ms) == (1, 0, 1200)
+    # A refused receipt undoes the update and the count with it.
+    other = make_job(state=JobState.RUNNING)
+    await store.insert_job(other)
+    r = _receipt(other.job_id, 0, 1.0)
+    assert await store.update_job(other, 1, receipt=r)
+    with pytest.raises(AlreadyExists):
+        await store.update_job(other, 2, receipt=r, outcome=MinerOutcome("m9", True, 5))
+    got = await store.get_miner("m9")
+    assert (got.completed, got.total_duration_ms) == (1, 1200)
+    with pytest.raises(InvalidArgument):
+        await store.update_job(other, 2, outcome=MinerOutcome("m9", True, -1))
 
 
 async def test_unstorable_values_fail_only_their_caller(store, make_job):
