@@ -185,3 +185,4 @@ async def test_real_blender_render(file_server, make_runner, store, tmp_path: Pa
     result = await runner.start("L1", "J1", "blender", params)
     data = store.path_for(result.artifact.sha256).read_bytes()
     assert data.startswith(b"\x89PNG") and result.artifact.content_type == "image/png"
+    assert data[12:16] == b"IHDR" and data[16:24] == (64).to_bytes(4) + (48).to_bytes(4)
