@@ -19,12 +19,12 @@ from typing import Annotated
 
 import typer
 
-from core.config import ConfigError, load_config
-from core.logging import setup_logging
 from coordinator import devkeys
 from coordinator.app import CoordinatorApp
 from coordinator.config import CoordinatorConfig
 from coordinator.main import OTHER_COMPONENTS
+from core.config import ConfigError, load_config
+from core.logging import setup_logging
 from miner.executors import ExecutorConfig
 from miner.probe import probe
 

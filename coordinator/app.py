@@ -24,10 +24,10 @@ from prometheus_client import CollectorRegistry
 from coordinator import devkeys
 from coordinator.api.admin import AdminServicer
 from coordinator.api.artifacts import ArtifactServicer
-from coordinator.artifacts import ArtifactStore
 from coordinator.api.jobs import JobServicer
 from coordinator.api.miners import MinerServicer
 from coordinator.api.receipts import KeyServicer, ReceiptServicer
+from coordinator.artifacts import ArtifactStore
 from coordinator.auth import PUBLIC_SERVICES, KeyAuthenticator, parse_keys
 from coordinator.config import CoordinatorConfig
 from coordinator.domain.service import Coordinator

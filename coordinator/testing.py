@@ -16,6 +16,8 @@ from aitbc.coordinator.v1 import miner_service_pb2 as pb
 from aitbc.coordinator.v1 import miner_service_pb2_grpc as pb_grpc
 from google.protobuf import json_format
 
+from core.batching import take_ready
+
 _END = object()
 
 
@@ -47,8 +49,11 @@ class StreamMiner:
         heartbeat_interval_ms: int = 0,
         channel: grpc.aio.Channel | None = None,
         public_key: str = "",
+        batches: bool = True,
     ):
         self.public_key = public_key
+        self.batches = batches  # take and send several messages in one (as the agent does)
+        self.frames: list[str] = []  # kind of every stream message received, batches unopened
         self.target, self.api_key, self.caps = target, api_key, capabilities
         self.held = list(held)
         self.interval_ms = heartbeat_interval_ms
@@ -70,13 +75,26 @@ class StreamMiner:
                 held_leases=[pb.HeldLease(lease_id=lease, job_id=job) for lease, job in self.held],
                 heartbeat_interval_ms=self.interval_ms,
                 public_key=self.public_key,
+                accepts_batches=self.batches,
             )
         )
+        held = None
         while True:
-            msg = await self.outgoing.get()
+            msg = held if held is not None else await self.outgoing.get()
+            held = None
             if msg is _END:
                 return
-            yield msg
+            if not (self.batches and self.welcome is not None and self.welcome.accepts_batches):
+                yield msg
+                continue
+            out, held = take_ready(
+                self.outgoing, msg, convert=lambda m: m, is_stop=lambda m: m is _END
+            )
+            yield (
+                out[0]
+                if len(out) == 1
+                else pb.ConnectRequest(batch=pb.ConnectRequestBatch(messages=out))
+            )
 
     async def start(self) -> StreamMiner:
         if self.channel is None:
@@ -96,7 +114,12 @@ class StreamMiner:
                 msg = await self.call.read()
                 if msg is grpc.aio.EOF:
                     break
-                self.incoming.put_nowait(msg)
+                self.frames.append(msg.WhichOneof("msg") or "")
+                if msg.WhichOneof("msg") == "batch":
+                    for inner in msg.batch.messages:
+                        self.incoming.put_nowait(inner)
+                else:
+                    self.incoming.put_nowait(msg)
         except grpc.aio.AioRpcError as exc:
             self.error = exc
         finally:

@@ -26,6 +26,7 @@ from aitbc.coordinator.v1 import miner_service_pb2_grpc as pb_grpc
 from google.api import httpbody_pb2
 from google.protobuf import json_format
 
+from core.batching import take_ready
 from core.jsonvalue import as_transmitted, canonical_sha256, plain
 from core.receipts import Signer, load_or_create_signing_key, sign_claim
 from miner.artifacts import ArtifactInfo
@@ -35,6 +36,12 @@ from miner.probe import Capabilities, probe
 
 log = logging.getLogger("aitbc.miner")
 _END = object()
+
+
+def _is_end(msg: object) -> bool:
+    return msg is _END
+
+
 # Refusals after which retrying the same connection cannot help.
 FATAL = (
     grpc.StatusCode.UNAUTHENTICATED,
@@ -218,16 +225,29 @@ class MinerAgent:
                 ],
                 heartbeat_interval_ms=int(self.cfg.heartbeat_interval_s * 1000),
                 public_key=self.signer.key_id,
+                accepts_batches=True,
             )
         )
+        batches = False  # the coordinator takes batches (its welcome says so)
 
         async def requests():
             yield hello
+            held = None
             while True:
-                msg = await outbox.get()
+                msg = held if held is not None else await outbox.get()
+                held = None
                 if msg is _END:
                     return
-                yield msg
+                if not batches:
+                    yield msg
+                    continue
+                # Messages ready together (results of jobs finishing at once) go as one.
+                out, held = take_ready(outbox, msg, convert=lambda m: m, is_stop=_is_end)
+                yield (
+                    out[0]
+                    if len(out) == 1
+                    else pb.ConnectRequest(batch=pb.ConnectRequestBatch(messages=out))
+                )
 
         stub = pb_grpc.MinerServiceStub(self.channel)
         call = stub.Connect(requests(), metadata=self.metadata)
@@ -238,6 +258,7 @@ class MinerAgent:
                 await call.wait_for_connection()
                 return
             welcome = first.welcome
+            batches = welcome.accepts_batches
             self.miner_id = welcome.miner_id
             for lease in welcome.dropped_lease_ids:
                 log.warning("lease %s is no longer ours: stopping it", lease)
@@ -259,7 +280,11 @@ class MinerAgent:
                 resp = await call.read()
                 if resp is grpc.aio.EOF:
                     break
-                self._handle(resp)
+                if resp.WhichOneof("msg") == "batch":
+                    for inner in resp.batch.messages:
+                        self._handle(inner)
+                else:
+                    self._handle(resp)
         finally:
             self._outbox = None
             self.connected.clear()

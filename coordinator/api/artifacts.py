@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from google.api import httpbody_pb2
-
 from aitbc.coordinator.v1 import artifact_service_pb2 as pb
 from aitbc.coordinator.v1 import artifact_service_pb2_grpc as pb_grpc
 from aitbc.coordinator.v1 import job_pb2 as job_pb
+from google.api import httpbody_pb2
+
+from coordinator.artifacts import ArtifactStore
 from core import errors
 from core.context import current_principal
-from coordinator.artifacts import ArtifactStore
 
 
 class ArtifactServicer(pb_grpc.ArtifactServiceServicer):

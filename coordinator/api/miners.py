@@ -29,6 +29,7 @@ from coordinator.domain.sessions import (
     Outbound,
 )
 from core import errors
+from core.batching import take_ready
 from core.context import current_principal, set_response_header
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
             interval_ms=hello.heartbeat_interval_ms,
             held=[(h.lease_id, h.job_id) for h in hello.held_leases],
             public_key=hello.public_key,
+            batches=hello.accepts_batches,
         )
         log.info(
             "miner connected",
@@ -91,17 +93,29 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
                 kept_lease_ids=kept,
                 dropped_lease_ids=dropped,
                 heartbeat_interval_ms=int(session.interval_s * 1000),
+                accepts_batches=True,
             )
         )
         reader = asyncio.create_task(self._read(it, session))
+        held: Outbound | None = None
         try:
             while True:
-                msg = await session.outbox.get()
+                msg = held if held is not None else await session.outbox.get()
+                held = None
                 if isinstance(msg, _ProtocolError):
                     raise msg.error
                 if isinstance(msg, Close):
                     break
-                yield _to_pb(msg)
+                if not session.batches:
+                    yield _to_pb(msg)
+                    continue
+                out, held = take_ready(
+                    session.outbox, msg, convert=_to_pb, is_stop=lambda m: isinstance(m, Close)
+                )
+                if len(out) == 1:
+                    yield out[0]
+                else:
+                    yield pb.ConnectResponse(batch=pb.ConnectResponseBatch(messages=out))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,40 +126,50 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
     async def _read(self, it, session: MinerSession) -> None:
         gate = asyncio.Semaphore(MAX_INFLIGHT_PER_STREAM)
         tasks: set[asyncio.Task[None]] = set()
+
+        async def one(req: pb.ConnectRequest, field: str) -> bool:
+            """Handle one miner message; False: a protocol error ended the stream."""
+            kind = req.WhichOneof("msg")
+            if kind == "heartbeat":
+                hb = req.heartbeat
+                try:
+                    for cancel in self.c.heartbeat(
+                        session,
+                        interval_ms=hb.interval_ms,
+                        lease_ids=list(hb.lease_ids),
+                        load=hb.load,
+                    ):
+                        session.send(cancel)
+                except errors.AitbcError as exc:
+                    self.c.ack(session, "", "", exc)
+            elif kind == "drain":
+                self.c.drain(session)
+            elif kind == "started" and self._note_started(req.started, session):
+                pass
+            elif kind in ("started", "progress", "result", "failure"):
+                await gate.acquire()
+                task = asyncio.create_task(self._handle(kind, getattr(req, kind), session))
+                tasks.add(task)
+                task.add_done_callback(lambda t: (tasks.discard(t), gate.release()))
+            else:  # hello again, a batch inside a batch, or nothing
+                session.send(
+                    _ProtocolError(
+                        errors.InvalidArgument.field(field, f"unexpected {kind or 'empty'} message")
+                    )
+                )
+                return False
+            return True
+
         try:
             async for req in it:
                 self.c.seen(session)
-                kind = req.WhichOneof("msg")
-                if kind == "heartbeat":
-                    hb = req.heartbeat
-                    try:
-                        for cancel in self.c.heartbeat(
-                            session,
-                            interval_ms=hb.interval_ms,
-                            lease_ids=list(hb.lease_ids),
-                            load=hb.load,
-                        ):
-                            session.send(cancel)
-                    except errors.AitbcError as exc:
-                        self.c.ack(session, "", "", exc)
-                elif kind == "drain":
-                    self.c.drain(session)
-                elif kind == "started" and self._note_started(req.started, session):
-                    pass
-                elif kind in ("started", "progress", "result", "failure"):
-                    await gate.acquire()
-                    task = asyncio.create_task(self._handle(kind, getattr(req, kind), session))
-                    tasks.add(task)
-                    task.add_done_callback(lambda t: (tasks.discard(t), gate.release()))
-                else:
-                    session.send(
-                        _ProtocolError(
-                            errors.InvalidArgument.field(
-                                "msg", f"unexpected {kind or 'empty'} message"
-                            )
-                        )
-                    )
-                    return
+                if req.WhichOneof("msg") != "batch":
+                    if not await one(req, "msg"):
+                        return
+                    continue
+                for i, inner in enumerate(req.batch.messages):
+                    if not await one(inner, f"batch.messages[{i}]"):
+                        return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the client went away mid-read

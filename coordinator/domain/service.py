@@ -335,6 +335,7 @@ class Coordinator:
         interval_ms: int = 0,
         held: list[tuple[str, str]] | None = None,
         public_key: str = "",
+        batches: bool = False,
     ) -> tuple[MinerSession, list[str], list[str]]:
         """A miner (re)connects: returns its session, the held leases it keeps and those dropped."""
         profile = self.profile(caps)
@@ -351,6 +352,7 @@ class Coordinator:
             last_seen_mono=self.clock.monotonic(),
             capabilities=caps,
             public_key=public_key,
+            batches=batches,
         )
         old = self.sessions.get(miner_id)
         carried = dict(old.leases) if old is not None else {}

@@ -67,6 +67,8 @@ class MinerSession:
     load: float = 0.0
     capabilities: dict[str, Any] = field(default_factory=dict)
     public_key: str = ""
+    # stream mode: the miner takes several messages in one (ConnectResponse.batch)
+    batches: bool = False
     # stream mode: what the coordinator sends, in order
     outbox: asyncio.Queue[Outbound] = field(default_factory=lambda: asyncio.Queue(maxsize=4096))
     # poll mode: assignments waiting for the next poll, and polls waiting for assignments

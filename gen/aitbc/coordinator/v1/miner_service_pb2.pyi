@@ -60,16 +60,18 @@ class HeldLease(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("capabilities", "held_leases", "heartbeat_interval_ms", "public_key")
+    __slots__ = ("capabilities", "held_leases", "heartbeat_interval_ms", "public_key", "accepts_batches")
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     HELD_LEASES_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_BATCHES_FIELD_NUMBER: _ClassVar[int]
     capabilities: MinerCapabilities
     held_leases: _containers.RepeatedCompositeFieldContainer[HeldLease]
     heartbeat_interval_ms: int
     public_key: str
-    def __init__(self, capabilities: _Optional[_Union[MinerCapabilities, _Mapping]] = ..., held_leases: _Optional[_Iterable[_Union[HeldLease, _Mapping]]] = ..., heartbeat_interval_ms: _Optional[int] = ..., public_key: _Optional[str] = ...) -> None: ...
+    accepts_batches: bool
+    def __init__(self, capabilities: _Optional[_Union[MinerCapabilities, _Mapping]] = ..., held_leases: _Optional[_Iterable[_Union[HeldLease, _Mapping]]] = ..., heartbeat_interval_ms: _Optional[int] = ..., public_key: _Optional[str] = ..., accepts_batches: _Optional[bool] = ...) -> None: ...
 
 class MinerHeartbeat(_message.Message):
     __slots__ = ("interval_ms", "lease_ids", "load")
@@ -150,7 +152,7 @@ class JobFailure(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("hello", "heartbeat", "started", "progress", "result", "failure", "drain")
+    __slots__ = ("hello", "heartbeat", "started", "progress", "result", "failure", "drain", "batch")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +160,7 @@ class ConnectRequest(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: MinerHeartbeat
     started: JobStarted
@@ -165,21 +168,30 @@ class ConnectRequest(_message.Message):
     result: JobResultDelivery
     failure: JobFailure
     drain: DrainNotice
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[MinerHeartbeat, _Mapping]] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ..., progress: _Optional[_Union[JobProgressUpdate, _Mapping]] = ..., result: _Optional[_Union[JobResultDelivery, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ..., drain: _Optional[_Union[DrainNotice, _Mapping]] = ...) -> None: ...
+    batch: ConnectRequestBatch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[MinerHeartbeat, _Mapping]] = ..., started: _Optional[_Union[JobStarted, _Mapping]] = ..., progress: _Optional[_Union[JobProgressUpdate, _Mapping]] = ..., result: _Optional[_Union[JobResultDelivery, _Mapping]] = ..., failure: _Optional[_Union[JobFailure, _Mapping]] = ..., drain: _Optional[_Union[DrainNotice, _Mapping]] = ..., batch: _Optional[_Union[ConnectRequestBatch, _Mapping]] = ...) -> None: ...
+
+class ConnectRequestBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ConnectRequest]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ConnectRequest, _Mapping]]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("miner_id", "session_id", "kept_lease_ids", "dropped_lease_ids", "heartbeat_interval_ms")
+    __slots__ = ("miner_id", "session_id", "kept_lease_ids", "dropped_lease_ids", "heartbeat_interval_ms", "accepts_batches")
     MINER_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     KEPT_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_BATCHES_FIELD_NUMBER: _ClassVar[int]
     miner_id: str
     session_id: str
     kept_lease_ids: _containers.RepeatedScalarFieldContainer[str]
     dropped_lease_ids: _containers.RepeatedScalarFieldContainer[str]
     heartbeat_interval_ms: int
-    def __init__(self, miner_id: _Optional[str] = ..., session_id: _Optional[str] = ..., kept_lease_ids: _Optional[_Iterable[str]] = ..., dropped_lease_ids: _Optional[_Iterable[str]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    accepts_batches: bool
+    def __init__(self, miner_id: _Optional[str] = ..., session_id: _Optional[str] = ..., kept_lease_ids: _Optional[_Iterable[str]] = ..., dropped_lease_ids: _Optional[_Iterable[str]] = ..., heartbeat_interval_ms: _Optional[int] = ..., accepts_batches: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("lease_id", "job", "deadline")
@@ -224,18 +236,26 @@ class Ack(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., job_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("welcome", "assignment", "cancel", "drain", "ack")
+    __slots__ = ("welcome", "assignment", "cancel", "drain", "ack", "batch")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignment: Assignment
     cancel: CancelNotice
     drain: DrainNotice
     ack: Ack
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., drain: _Optional[_Union[DrainNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    batch: ConnectResponseBatch
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelNotice, _Mapping]] = ..., drain: _Optional[_Union[DrainNotice, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., batch: _Optional[_Union[ConnectResponseBatch, _Mapping]] = ...) -> None: ...
+
+class ConnectResponseBatch(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ConnectResponse]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ConnectResponse, _Mapping]]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("capabilities", "public_key")
