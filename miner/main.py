@@ -26,6 +26,7 @@ async def serve(cfg: MinerConfig) -> int:
     agent = MinerAgent(cfg)
     loop = asyncio.get_running_loop()
     signals = 0
+    stopping: list[asyncio.Task[None]] = []  # held: the loop keeps only weak references
 
     def on_signal() -> None:
         nonlocal signals
@@ -35,7 +36,7 @@ async def serve(cfg: MinerConfig) -> int:
             agent.drain()
         else:
             log.warning("second signal: cancelling running jobs")
-            loop.create_task(agent.stop(cancel=True))
+            stopping.append(loop.create_task(agent.stop(cancel=True)))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, load_config, render_env_example
 from coordinator.config import CoordinatorConfig
 from coordinator.main import OTHER_COMPONENTS
+from core.config import ConfigError, load_config, render_env_example
 
 ROOT = Path(__file__).resolve().parents[2]
 

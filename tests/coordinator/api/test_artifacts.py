@@ -6,10 +6,9 @@ import hashlib
 
 import grpc
 import pytest
-from google.api import httpbody_pb2
-
 from aitbc.coordinator.v1 import artifact_service_pb2 as pb
 from aitbc.coordinator.v1 import artifact_service_pb2_grpc as pb_grpc
+from google.api import httpbody_pb2
 
 
 async def test_upload_then_download(api):

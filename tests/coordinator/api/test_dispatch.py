@@ -6,10 +6,10 @@ import asyncio
 
 import grpc
 import pytest
-
 from aitbc.coordinator.v1 import job_pb2 as job_pb
 from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
 from aitbc.coordinator.v1 import miner_service_pb2 as miner_pb
+
 from coordinator.testing import StreamMiner, caps
 
 from .conftest import KEYS

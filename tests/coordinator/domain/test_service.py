@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from coordinator.domain import validation
-from core.jsonvalue import canonical_sha256
 from coordinator.domain.model import JobState, ResultRef
 from coordinator.domain.service import Coordinator
 from coordinator.domain.sessions import AckOut, AssignmentOut, CancelOut, Close, DrainOut
@@ -15,6 +14,7 @@ from coordinator.domain.settings import Settings
 from coordinator.store.memory import MemoryJobStore
 from core import errors
 from core.clock import FakeClock
+from core.jsonvalue import canonical_sha256
 
 CAPS = {"slots": 1, "region": "eu-west", "services": [{"service": "echo", "unit_price": "0.5"}]}
 
@@ -437,7 +437,7 @@ async def test_started_then_failure_records_start_and_requeues(env):
 
 async def test_started_dropped_when_the_lease_ends_first(env):
     coord, clock, store = env
-    job, s, a = await _assigned(coord, clock)
+    job, _s, a = await _assigned(coord, clock)
     coord.note_started("m1", a.lease_id, job.job_id)
     await coord.cancel(job.job_id, client_id="alice")
     assert coord._starts == {}
