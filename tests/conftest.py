@@ -6,17 +6,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from core.testing import POSTGRES_URL, REDIS_URL, services_required, tcp_reachable
+from core.testing import POSTGRES_URL, REDIS_URL, tcp_reachable, unavailable
 
 
 def _need(url: str, what: str) -> str:
     parts = urlsplit(url.replace("+psycopg", ""))
     host, port = parts.hostname or "127.0.0.1", parts.port or 0
     if not tcp_reachable(host, port):
-        msg = f"{what} is not reachable at {host}:{port}"
-        if services_required():
-            pytest.fail(f"{msg} and AITBC_REQUIRE_SERVICES=1")
-        pytest.skip(f"{msg} (set AITBC_REQUIRE_SERVICES=1 to make this a failure)")
+        unavailable(f"{what} is not reachable at {host}:{port}")
     return url
 
 

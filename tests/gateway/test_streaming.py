@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 
+from core.testing import serve_asgi
 from tests.gateway.conftest import make_app
 
 
@@ -78,20 +78,8 @@ async def test_bad_stream_request_is_400(client: httpx.AsyncClient) -> None:
 @pytest.fixture
 async def live_gateway(gw: SimpleNamespace, grpc_server: SimpleNamespace) -> AsyncIterator[str]:
     """The gateway under a real uvicorn server on 127.0.0.1 (port 0)."""
-    app = make_app(gw, grpc_server.target)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # uvicorn offers no event for "listening"
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(make_app(gw, grpc_server.target), lifespan="on") as url:
+        yield url
 
 
 async def test_chunked_stream_over_a_real_socket(live_gateway: str) -> None:

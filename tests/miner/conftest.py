@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from core.testing import services_required
+from core.testing import serve_asgi as serve
+from core.testing import unavailable
 from miner.artifacts import LocalArtifactStore
 from miner.executors import JobRunner
-
-
-@contextlib.asynccontextmanager
-async def serve(app) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on 127.0.0.1, a free port; yields the base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    # uvicorn swaps signal handlers while serving; the test process keeps its own.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.005)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
@@ -149,10 +126,7 @@ def procs() -> type[Procs]:
 def _need_program(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        msg = f"{name} is not installed (make setup installs it)"
-        if services_required():
-            pytest.fail(f"{msg} and AITBC_REQUIRE_SERVICES=1")
-        pytest.skip(f"{msg}; set AITBC_REQUIRE_SERVICES=1 to make this a failure")
+        unavailable(f"{name} is not installed (make setup installs it)")
     return path
 
 

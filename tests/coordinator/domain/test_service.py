@@ -389,13 +389,13 @@ async def test_started_alone_is_written_after_the_delay(env):
     coord, clock, store = env
     job, _s, a = await _assigned(coord, clock)
     started_at = clock.now()
+    running = asyncio.Event()
+    coord.book.listen(lambda _old, new: new.state is JobState.RUNNING and running.set())
     assert coord.note_started("m1", a.lease_id, job.job_id)
     assert coord.note_started("m1", a.lease_id, job.job_id)  # a repeat changes nothing
-    for _ in range(200):  # the default delay is 50 ms of loop time
-        stored = await store.get_job(job.job_id)
-        if stored.state is JobState.RUNNING:
-            break
-        await asyncio.sleep(0.005)
+    assert (await store.get_job(job.job_id)).state is JobState.ASSIGNED
+    await asyncio.wait_for(running.wait(), 5)  # the timer (50 ms by default) writes it
+    stored = await store.get_job(job.job_id)
     assert stored.state is JobState.RUNNING and stored.started_at == started_at
     assert stored.version == 3
 
@@ -408,8 +408,8 @@ async def test_started_with_no_delay_is_written_at_once():
     try:
         job, _s, a = await _assigned(coord, clock)
         assert coord.note_started("m1", a.lease_id, job.job_id)
-        for _ in range(3):
-            await asyncio.sleep(0)
+        assert coord._starts == {} and coord._start_writes  # not held back: written now
+        await coord.flush_starts()  # waits for that write
         assert (await store.get_job(job.job_id)).state is JobState.RUNNING
     finally:
         await coord.stop()
