@@ -110,6 +110,55 @@ class Dispatcher:
                 break
         return planned
 
+    # -- placing a job as it is submitted -----------------------------------------------------
+    def reserve_direct(self, job: Job) -> tuple[MinerSession, str] | None:
+        """A slot for a job being submitted, when no job queued here waits ahead of it.
+
+        With an empty queue the new job is the only one waiting, so placing it at once keeps
+        priority and FIFO order and saves the separate claim write: the job is stored already
+        ASSIGNED (one durable write) and the assignment goes out after that commit. The caller
+        must end the reservation with `placed` or `unreserve`.
+        """
+        if self.queue:
+            return None
+        candidates = [
+            s
+            for s in self.sessions.values()
+            if s.capacity > 0 and mismatch(job.service, job.constraints, s.profile) is None
+        ]
+        if not candidates:
+            return None
+        best = self.ranker.rank(job.service, job.constraints, candidates)[0]
+        assert isinstance(best, MinerSession)
+        best.reserved += 1
+        best.last_assigned_mono = self.clock.monotonic()
+        return best, "lease_" + secrets.token_hex(16)
+
+    def assign_direct(self, job: Job, session: MinerSession, lease_id: str) -> Job:
+        """`job` (QUEUED, not stored yet) as ASSIGNED to the reserved session."""
+        offer = session.profile.offers[job.service]
+        return lifecycle.assign(
+            job,
+            miner_id=session.miner_id,
+            lease_id=lease_id,
+            now=self.clock.now(),
+            unit_price=offer.unit_price,
+            unit_type=offer.unit_type,
+        )
+
+    def unreserve(self, session: MinerSession) -> None:
+        session.reserved -= 1
+        self.kick()
+
+    def placed(self, session: MinerSession, job: Job) -> None:
+        """The ASSIGNED job is stored: hand it to the miner."""
+        session.reserved -= 1
+        self._handover(session, job)
+
+    def _handover(self, session: MinerSession, job: Job) -> None:
+        session.leases[job.lease_id] = job.job_id
+        self._on_assigned(session, AssignmentOut(job.lease_id, job, job.deadline_at or 0.0))
+
     def _plan(self, entry: QueuedJob, session: MinerSession) -> None:
         self.queue.remove(entry.job_id)
         self._claiming.add(entry.job_id)
@@ -152,8 +201,7 @@ class Dispatcher:
                 self.offer(job)
             self.kick()
             return
-        session.leases[lease_id] = new.job_id
-        self._on_assigned(session, AssignmentOut(lease_id, new, new.deadline_at or 0.0))
+        self._handover(session, new)
 
     async def settle(self) -> None:
         """Wait for claims in flight (tests, shutdown)."""

@@ -210,8 +210,20 @@ class Coordinator:
             idempotency_key=idempotency_key,
             request_hash=request_hash(spec) if idempotency_key else "",
         )
+        direct = self.dispatcher.reserve_direct(job)
         try:
-            return await self.book.insert(job), True
+            if direct is None:
+                return await self.book.insert(job), True
+            session, lease_id = direct
+            try:
+                stored = await self.book.insert(
+                    self.dispatcher.assign_direct(job, session, lease_id)
+                )
+            except BaseException:
+                self.dispatcher.unreserve(session)
+                raise
+            self.dispatcher.placed(session, stored)
+            return stored, True
         except IdempotencyConflict as conflict:
             existing = conflict.existing
             if existing.request_hash != job.request_hash:
@@ -260,10 +272,17 @@ class Coordinator:
         return await self.store.list_jobs(flt, limit=page_size or 50, cursor=cursor)
 
     async def watch(self, job_id: str, *, client_id: str | None) -> AsyncIterator[tuple[str, Job]]:
-        job = await self.get(job_id, client_id=client_id)
+        validation.job_id(job_id)
+        # Listen before reading: a change committed between the read and the subscription
+        # would otherwise be heard only by the next poll of the store.
         queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue()
         self._watchers.setdefault(job_id, set()).add(queue)
         try:
+            # A live job this process changed last is in memory; anything else is read.
+            job = self.book.cached(job_id) or await self.store.get_job(job_id)
+            if job is None or (client_id is not None and job.client_id != client_id):
+                raise errors.NotFound("job", job_id)
+            job = await self.view(job)
             yield "snapshot", job
             version = job.version
             while not job.state.terminal:
@@ -309,6 +328,19 @@ class Coordinator:
             q.put_nowait((event, job))
 
     def _deliver_assignment(self, session: MinerSession, out: AssignmentOut) -> None:
+        if self.sessions.get(session.miner_id) is not session:
+            # The miner reconnected (or was swept) while the assignment was being written: its
+            # current connection never heard of this lease, so the job goes back to the queue.
+            session.leases.pop(out.lease_id, None)
+            self._background(
+                self._lose(
+                    out.job.job_id,
+                    out.lease_id,
+                    session.miner_id,
+                    "the miner's connection ended while the job was being assigned",
+                )
+            )
+            return
         if not session.send(out):
             log.warning("miner %s is not reading its stream; closing it", session.miner_id)
             session.connected = False
@@ -520,14 +552,18 @@ class Coordinator:
             self._starts[pending.job_id] = replace(pending, timer=None)
             self._write_start(pending.job_id)
 
+    def _background(self, coro: Any) -> None:
+        """Run a write without waiting for it; flush_starts() waits for these too."""
+        task = asyncio.create_task(coro)
+        self._start_writes.add(task)
+        task.add_done_callback(self._start_writes.discard)
+
     def _write_start(self, job_id: str) -> None:
         pending = self._starts.get(job_id)
         if pending is None:
             return
         self._take_start(job_id, pending.lease_id)
-        task = asyncio.create_task(self._started(pending))
-        self._start_writes.add(task)
-        task.add_done_callback(self._start_writes.discard)
+        self._background(self._started(pending))
 
     async def _started(self, pending: _PendingStart) -> None:
         def transition(job: Job) -> Job | None:

@@ -25,7 +25,9 @@ async def test_grpc_client_stream_miner_happy_path(api):
     miner = await StreamMiner(api.app.grpc_target, KEYS["miner"]["m1"], caps()).start()
     assert miner.welcome.miner_id == "m1"
     resp = await api.jobs.SubmitJob(submit_request(n=3), metadata=api.md("alice"))
-    assert resp.created and resp.job.state == job_pb.JOB_STATE_QUEUED
+    # An idle miner and an empty queue: the job is stored already assigned (one write).
+    assert resp.created and resp.job.state == job_pb.JOB_STATE_ASSIGNED
+    assert resp.job.miner_id == "m1" and resp.job.attempt == 1
     a = (await miner.next("assignment")).assignment
     assert a.job.job_id == resp.job.job_id
     assert json_format.MessageToDict(a.job.payload.parameters) == {"n": 3}

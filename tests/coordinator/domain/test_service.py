@@ -105,6 +105,82 @@ async def test_priority_then_fifo_and_slot_gating(env):
     assert order == [high.job_id, low1.job_id, low2.job_id]
 
 
+async def test_submit_to_an_idle_miner_is_stored_assigned_in_one_write(env):
+    coord, _clock, store = env
+    s, _, _ = await coord.connect("m1", mode="stream", caps={**CAPS, "slots": 2})
+    job, created = await coord.submit("alice", spec(coord))
+    # No pass of the dispatcher ran: the submit itself placed the job on the free slot.
+    assert created and job.state is JobState.ASSIGNED and job.miner_id == "m1"
+    assert job.version == 1 and job.attempt == 1 and job.attempts[0].miner_id == "m1"
+    stored = await store.get_job(job.job_id)
+    assert stored.state is JobState.ASSIGNED and stored.lease_id == job.lease_id
+    (a,) = assignments(s)
+    assert a.lease_id == job.lease_id and s.leases == {job.lease_id: job.job_id}
+    assert s.reserved == 0 and s.free_slots == 1
+    done, _, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    assert done.state is JobState.COMPLETED
+
+
+async def test_submit_waits_behind_queued_jobs_and_for_a_matching_miner(env):
+    coord, _clock, _ = env
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)  # one slot, eu-west
+    far, _ = await coord.submit("alice", spec(coord, region="us-east"))
+    assert far.state is JobState.QUEUED and assignments(s) == []  # no matching miner
+    # A job is queued (even one no miner can take), so a new one does not jump it: it
+    # queues and the dispatcher decides, in priority and FIFO order.
+    near, _ = await coord.submit("alice", spec(coord, region="eu-west"))
+    assert near.state is JobState.QUEUED
+    await pump(coord)
+    assert [a.job.job_id for a in assignments(s)] == [near.job_id]
+
+
+async def test_submit_refused_or_duplicate_releases_the_reserved_slot(env):
+    coord, _clock, store = env
+    s, _, _ = await coord.connect("m1", mode="stream", caps={**CAPS, "slots": 2})
+    first, _ = await coord.submit("alice", spec(coord), "key-1")
+    assert first.state is JobState.ASSIGNED
+    again, created = await coord.submit("alice", spec(coord), "key-1")
+    assert not created and again.job_id == first.job_id
+    assert s.reserved == 0 and len(s.leases) == 1 and s.free_slots == 1
+    assert len(assignments(s)) == 1  # the duplicate sent nothing
+
+    async def broken(job):
+        raise errors.Unavailable("database unavailable; retry later")
+
+    store.insert_job = broken
+    with pytest.raises(errors.Unavailable):
+        await coord.submit("alice", spec(coord))
+    assert s.reserved == 0 and s.free_slots == 1 and assignments(s) == []
+
+
+async def test_assignment_written_after_the_miner_reconnected_is_requeued(env):
+    coord, _clock, store = env
+    s1, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)
+    gate = asyncio.Event()
+    real_insert = store.insert_job
+
+    async def slow_insert(job):
+        await gate.wait()
+        return await real_insert(job)
+
+    store.insert_job = slow_insert
+    submitting = asyncio.create_task(coord.submit("alice", spec(coord)))
+    await asyncio.sleep(0)
+    assert s1.reserved == 1
+    s2, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)  # while the write is pending
+    gate.set()
+    job, _ = await submitting
+    await coord.flush_starts()
+    # The new connection never heard of the lease: the job is queued again (attempt 2).
+    again = await store.get_job(job.job_id)
+    assert again.state is JobState.QUEUED and again.attempt == 2
+    assert again.attempts[0].outcome == "lease_lost"
+    assert s1.leases == {} and assignments(s1) == []
+    await pump(coord)
+    (a,) = assignments(s2)
+    assert a.job.job_id == job.job_id
+
+
 async def test_matching_price_region_and_waiting_reason(env):
     coord, _clock, _ = env
     cheap, _ = await coord.submit("alice", spec(coord, max_price="0.1"))
