@@ -146,6 +146,8 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
                 self.c.drain(session)
             elif kind == "started" and self._note_started(req.started, session):
                 pass
+            elif kind == "progress" and self._note_progress(req.progress, session):
+                pass
             elif kind in ("started", "progress", "result", "failure"):
                 await gate.acquire()
                 task = asyncio.create_task(self._handle(kind, getattr(req, kind), session))
@@ -184,6 +186,16 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
         caller handles it as a task (the store has to be read)."""
         try:
             return self.c.note_started(session.miner_id, msg.lease_id, msg.job_id)
+        except errors.AitbcError as exc:
+            self.c.ack(session, msg.lease_id, msg.job_id, exc)
+            return True
+
+    def _note_progress(self, msg: pb.JobProgressUpdate, session: MinerSession) -> bool:
+        """Progress without a task when the job is in memory and nothing is due to be written."""
+        try:
+            return self.c.note_progress(
+                session.miner_id, msg.lease_id, msg.job_id, msg.fraction, msg.message
+            )
         except errors.AitbcError as exc:
             self.c.ack(session, msg.lease_id, msg.job_id, exc)
             return True

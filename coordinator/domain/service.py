@@ -243,6 +243,10 @@ class Coordinator:
         return await self.view(job)
 
     async def view(self, job: Job) -> Job:
+        return self._live(job)
+
+    def _live(self, job: Job) -> Job:
+        """The job with the progress held in memory (newer than the stored one)."""
         live = self._progress.get(job.job_id)
         if live and job.state.leased and (job.progress_at or 0) < live[2]:
             job = replace(
@@ -592,27 +596,63 @@ class Coordinator:
         before, after = await self.book.mutate(job_id, transition)
         return after or before
 
-    async def progress(
-        self, miner_id: str, lease_id: str, job_id: str, fraction: float, message: str
-    ) -> None:
+    def _progress_args(
+        self, lease_id: str, job_id: str, fraction: float, message: str
+    ) -> tuple[float, str]:
         validation.job_id(job_id), validation.lease_id(lease_id)
         if not 0.0 <= fraction <= 1.0:
             raise errors.InvalidArgument.field(
                 "progress.fraction", f"must be between 0 and 1, got {fraction}"
             )
-        message = message[:500]
+        return fraction, message[:500]
+
+    def note_progress(
+        self, miner_id: str, lease_id: str, job_id: str, fraction: float, message: str
+    ) -> bool:
+        """Progress without a task: the job is in memory and nothing is due to be written.
+        False: call progress() (the store has to be read, or the progress is due to persist)."""
+        fraction, message = self._progress_args(lease_id, job_id, fraction, message)
+        job = self.book.cached(job_id)
+        if job is None:
+            return False
+        if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
+            raise self._stale(job, lease_id)
+        prev = self._progress.get(job_id)
+        interval = self.settings.progress_persist_interval_s
+        if prev is not None and self.clock.monotonic() - prev[3] >= interval:
+            return False
+        self._record_progress(job, miner_id, lease_id, fraction, message)
+        return True
+
+    def _record_progress(
+        self, job: Job, miner_id: str, lease_id: str, fraction: float, message: str
+    ) -> tuple[float, float]:
+        """Keep the progress in memory and tell the watchers; returns (now, last persisted)."""
+        if job.state is JobState.ASSIGNED:
+            # Progress means the job runs: recorded like a "started" message (written after the
+            # start delay, or along with the result), so a short job costs no extra write.
+            self.note_started(miner_id, lease_id, job.job_id)
+        now, mono = self.clock.now(), self.clock.monotonic()
+        prev = self._progress.get(job.job_id)
+        persisted = prev[3] if prev else mono
+        best = max(fraction, prev[0] if prev else 0.0)
+        self._progress[job.job_id] = (best, message, now, persisted)
+        self._publish(job.job_id, "progress", self._live(job))
+        return now, persisted
+
+    async def progress(
+        self, miner_id: str, lease_id: str, job_id: str, fraction: float, message: str
+    ) -> None:
+        fraction, message = self._progress_args(lease_id, job_id, fraction, message)
         job = await self.book.load(job_id)
         if job is None:
             raise errors.NotFound("job", job_id)
         if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
             raise self._stale(job, lease_id)
-        if job.state is JobState.ASSIGNED:
-            job = await self.started(miner_id, lease_id, job_id)
-        now, mono = self.clock.now(), self.clock.monotonic()
-        prev = self._progress.get(job_id)
-        persisted = prev[3] if prev else mono
-        self._progress[job_id] = (max(fraction, prev[0] if prev else 0.0), message, now, persisted)
-        self._publish(job_id, "progress", await self.view(job))
+        if job.state is JobState.ASSIGNED and self.book.cached(job_id) is None:
+            job = await self.started(miner_id, lease_id, job_id)  # not in memory: write it now
+        now, persisted = self._record_progress(job, miner_id, lease_id, fraction, message)
+        mono = self.clock.monotonic()
         if mono - persisted >= self.settings.progress_persist_interval_s:
             self._progress[job_id] = (*self._progress[job_id][:3], mono)
 

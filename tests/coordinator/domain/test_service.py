@@ -461,6 +461,47 @@ async def test_started_then_result_is_one_write(env):
     assert (await store.get_job(job.job_id)).version == 3  # nothing left to write
 
 
+async def test_progress_then_result_is_one_write_and_watchers_hear_it(env):
+    coord, clock, store = env
+    job, _s, a = await _assigned(coord, clock)
+    watch = coord.watch(job.job_id, client_id="alice")
+    assert (await anext(watch))[0] == "snapshot"
+    started_at = clock.now()
+    # A miner that reports progress without "started" (the agent's echo does): the job counts
+    # as started, written later like a "started" message, never as a write of its own.
+    assert coord.note_progress("m1", a.lease_id, job.job_id, 0.5, "half")
+    event, seen = await anext(watch)
+    assert event == "progress" and seen.progress_fraction == 0.5
+    assert seen.progress_message == "half" and seen.state is JobState.ASSIGNED  # as stored
+    assert (await store.get_job(job.job_id)).version == 2  # nothing written yet
+    await clock.advance(1)
+    await coord.progress("m1", a.lease_id, job.job_id, 0.25, "late")  # the slow path agrees
+    assert (await anext(watch))[1].progress_fraction == 0.5  # progress never goes back
+    done, fresh, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
+    assert fresh and done.state is JobState.COMPLETED
+    stored = await store.get_job(job.job_id)
+    assert stored.version == 3 and stored.started_at == started_at  # RUNNING rode along
+    # A finished job is no longer in memory: the slow path reads it and refuses.
+    assert not coord.note_progress("m1", a.lease_id, job.job_id, 0.9, "after the end")
+    with pytest.raises(errors.FailedPrecondition):
+        await coord.progress("m1", a.lease_id, job.job_id, 0.9, "after the end")
+    await watch.aclose()
+
+
+async def test_progress_is_persisted_after_the_interval(env):
+    coord, clock, store = env
+    job, _s, a = await _assigned(coord, clock)
+    assert coord.note_progress("m1", a.lease_id, job.job_id, 0.1, "first")
+    await clock.advance(coord.settings.progress_persist_interval_s + 1)
+    # Due to persist: the fast path declines and progress() writes it (with "started").
+    assert not coord.note_progress("m1", a.lease_id, job.job_id, 0.6, "second")
+    await coord.progress("m1", a.lease_id, job.job_id, 0.6, "second")
+    await coord.flush_starts()
+    stored = await store.get_job(job.job_id)
+    assert stored.state is JobState.RUNNING
+    assert stored.progress_fraction == 0.6 and stored.progress_message == "second"
+
+
 async def test_started_alone_is_written_after_the_delay(env):
     coord, clock, store = env
     job, _s, a = await _assigned(coord, clock)
