@@ -39,9 +39,10 @@ def writer_engine(url: URL) -> Engine:
         engine = create_engine(url, pool_size=1, max_overflow=0)
         _sqlite_pragmas(engine, writer=True)
         return engine
-    # One ping per batch (not per write) replaces a connection the server dropped while idle,
-    # so a PostgreSQL restart does not fail the first batch after it.
-    return create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+    # No ping before each batch: the writer runs a batch again on a new connection when the
+    # old one turns out to be dropped before COMMIT (see groupcommit.py), so a PostgreSQL
+    # restart does not fail the first batch after it.
+    return create_engine(url, pool_size=1, max_overflow=0)
 
 
 def reader_engine(url: URL, pool_size: int) -> Engine:

@@ -13,7 +13,8 @@ Failures stay with their operation without a savepoint per operation: statements
 be conflict-free (INSERT ... ON CONFLICT DO NOTHING, compare-and-set UPDATEs) and operations
 report expected refusals by returning Rejected(exc). An operation that raises, or a statement
 that errors, makes the writer roll the batch back and run it again one operation at a time, each
-inside a SAVEPOINT, so only that operation fails.
+inside a SAVEPOINT, so only that operation fails. A connection found dropped before COMMIT (a
+PostgreSQL restart) makes the writer run the batch again on a new connection.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ def _retryable(exc: BaseException) -> bool:
     return (
         isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
     )
+
+
+def _lost(exc: BaseException) -> bool:
+    """The connection dropped (server restart, idle timeout): it has been invalidated."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class _Isolate(Exception):
@@ -161,15 +167,25 @@ class GroupCommitter:
         isolated = False
         attempt = 0
         while True:
+            committing = False
             try:
-                with self._engine.connect() as conn, conn.begin():
-                    if isolated:
-                        return [self._run_isolated(conn, op) for op in ops]
-                    return self._run_shared(conn, ops)
+                with self._engine.connect() as conn:
+                    with conn.begin():
+                        if isolated:
+                            outcomes = [self._run_isolated(conn, op) for op in ops]
+                        else:
+                            outcomes = self._run_shared(conn, ops)
+                        committing = True  # leaving the block commits
+                    return outcomes
             except _Isolate:
                 isolated = True
             except DBAPIError as exc:
                 attempt += 1
+                # A connection lost before COMMIT was sent committed nothing: run the batch
+                # again on a new one. (Lost during COMMIT, the outcome is unknown: it fails.)
+                # This replaces a ping before every batch, one round trip each.
+                if _lost(exc) and not committing and attempt < self._retries:
+                    continue
                 if not _retryable(exc):
                     raise
                 if attempt >= self._retries:
@@ -197,7 +213,7 @@ class GroupCommitter:
                         outcomes[i] = done.value
                 pending = advanced
         except Exception as exc:
-            if _retryable(exc):
+            if _retryable(exc) or _lost(exc):
                 raise
             raise _Isolate() from exc
         finally:
@@ -217,7 +233,7 @@ class GroupCommitter:
             savepoint.commit()
             return done.value
         except Exception as exc:
-            if _retryable(exc):
+            if _retryable(exc) or _lost(exc):
                 raise
             savepoint.rollback()
             return Rejected(translate(exc))
