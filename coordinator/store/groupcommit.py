@@ -101,6 +101,9 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._closed = False
+        # Held across batches: a pool checkout and reset per batch cost more than the batch's
+        # own statements on SQLite. Replaced when it is invalidated (see _connection).
+        self._conn: Connection | None = None
         self.commits = 0  # successful batch commits (tests and metrics read it)
         self.ops = 0  # operations acknowledged by those commits
 
@@ -122,7 +125,28 @@ class GroupCommitter:
         if self._thread.is_alive():
             self._thread.join()
 
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            self._release()
+            conn = self._conn = self._engine.connect()
+        return conn
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # an invalidated or broken connection: nothing to keep
+                log.debug("closing the writer's connection failed", exc_info=True)
+
     def _main(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._release()
+
+    def _serve(self) -> None:
         stopping = False
         while not stopping:
             item = self._queue.get()
@@ -169,17 +193,19 @@ class GroupCommitter:
         while True:
             committing = False
             try:
-                with self._engine.connect() as conn:
-                    with conn.begin():
-                        if isolated:
-                            outcomes = [self._run_isolated(conn, op) for op in ops]
-                        else:
-                            outcomes = self._run_shared(conn, ops)
-                        committing = True  # leaving the block commits
-                    return outcomes
+                conn = self._connection()
+                with conn.begin():
+                    if isolated:
+                        outcomes = [self._run_isolated(conn, op) for op in ops]
+                    else:
+                        outcomes = self._run_shared(conn, ops)
+                    committing = True  # leaving the block commits
+                return outcomes
             except _Isolate:
                 isolated = True
             except DBAPIError as exc:
+                # A failed COMMIT can leave the transaction open: start from a clean connection.
+                self._release()
                 attempt += 1
                 # A connection lost before COMMIT was sent committed nothing: run the batch
                 # again on a new one. (Lost during COMMIT, the outcome is unknown: it fails.)
@@ -190,6 +216,9 @@ class GroupCommitter:
                     raise
                 if attempt >= self._retries:
                     raise Aborted("write conflict persisted; retry", retry_after_s=0.05) from exc
+            except BaseException:
+                self._release()
+                raise
 
     @staticmethod
     def _run_shared(conn: Connection, ops: list[WriteOp]) -> list[Any]:
