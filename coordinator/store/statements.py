@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+import sqlite3
 from collections.abc import Generator
 from typing import Any
 
@@ -9,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coordinator.store import codec
-from coordinator.store.prepared import Prepared, Step, StepResult
+from coordinator.store.prepared import Merge, Prepared, Step, StepResult
 from coordinator.store.tables import jobs, miners, receipts
 
 # A write: yields statements, receives their results, returns its outcome (see groupcommit.py).
@@ -20,17 +22,52 @@ def _binds(table: sa.Table) -> dict[str, sa.BindParameter[Any]]:
     return {c.name: sa.bindparam(c.name) for c in table.c}
 
 
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _rows(n: int, width: int) -> str:
+    one = "(" + ",".join("?" * width) + ")"
+    return ",".join([one] * n)
+
+
+def _insert_merge(table: sa.Table, tail: str) -> Merge:
+    """INSERT INTO t (...) VALUES (...),(...) <tail>, for SQLite."""
+    cols = [c.name for c in table.c]
+    head = f"INSERT INTO {_q(table.name)} ({', '.join(map(_q, cols))}) VALUES "
+    pick = operator.itemgetter(*cols)
+    return Merge(sql=lambda n: head + _rows(n, len(cols)) + " " + tail, row=pick)
+
+
+def _cas_merge() -> Merge:
+    """The compare-and-set UPDATE of many jobs: UPDATE ... FROM (VALUES ...), for SQLite."""
+    keys = ("b_job_id", "b_expect", *codec.MUTABLE_JOB_COLUMNS, "version")
+    sets = ", ".join(f"{_q(c)} = v.column{i}" for i, c in enumerate(keys[2:], start=3))
+    head = f"UPDATE {_q(jobs.name)} SET {sets} FROM (VALUES "
+    where = (
+        f") AS v WHERE {_q(jobs.name)}.job_id = v.column1 AND {_q(jobs.name)}.version = v.column2"
+    )
+    return Merge(sql=lambda n: head + _rows(n, len(keys)) + where, row=operator.itemgetter(*keys))
+
+
 class WriteStatements:
     """The writer's statements, compiled once for the dialect (see prepared.py)."""
 
     def __init__(self, dialect: sa.Dialect):
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        # SQLite runs the rows of one round as one statement (prepared.py: _run_merged);
+        # PostgreSQL pipelines them instead. UPDATE ... FROM needs SQLite 3.33.
+        merging = dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 33, 0)
         # ON CONFLICT DO NOTHING + rowcount: a duplicate never aborts the shared transaction.
         self.insert_job = Prepared(
-            insert(jobs).values(_binds(jobs)).on_conflict_do_nothing(), dialect
+            insert(jobs).values(_binds(jobs)).on_conflict_do_nothing(),
+            dialect,
+            merge=_insert_merge(jobs, "ON CONFLICT DO NOTHING") if merging else None,
         )
         self.insert_receipt = Prepared(
-            insert(receipts).values(_binds(receipts)).on_conflict_do_nothing(), dialect
+            insert(receipts).values(_binds(receipts)).on_conflict_do_nothing(),
+            dialect,
+            merge=_insert_merge(receipts, "ON CONFLICT DO NOTHING") if merging else None,
         )
         cas = (
             jobs.update()
@@ -40,7 +77,7 @@ class WriteStatements:
             )
             .values({c: sa.bindparam(c) for c in (*codec.MUTABLE_JOB_COLUMNS, "version")})
         )
-        self.update_job = Prepared(cas, dialect)
+        self.update_job = Prepared(cas, dialect, merge=_cas_merge() if merging else None)
         self.job_by_key = Prepared(
             sa.select(jobs).where(
                 jobs.c.client_id == sa.bindparam("client_id"),
@@ -58,12 +95,22 @@ class WriteStatements:
             dialect,
         )
         counters = ("completed", "failed", "total_duration_ms")
+        # Rows for one miner in one merged statement add up in turn (SQLite applies each row's
+        # upsert to the row as the earlier ones left it).
+        added = ", ".join(
+            f"{_q(c)} = {_q(miners.name)}.{_q(c)} + excluded.{_q(c)}" for c in counters
+        )
         self.add_outcome = Prepared(
             new.on_conflict_do_update(
                 index_elements=[miners.c.miner_id],
                 set_={c: miners.c[c] + new.excluded[c] for c in counters},
             ),
             dialect,
+            merge=(
+                _insert_merge(miners, f"ON CONFLICT (miner_id) DO UPDATE SET {added}")
+                if merging
+                else None
+            ),
         )
 
 

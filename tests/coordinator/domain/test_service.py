@@ -461,22 +461,21 @@ async def test_started_then_result_is_one_write(env):
     assert (await store.get_job(job.job_id)).version == 3  # nothing left to write
 
 
-async def test_progress_then_result_is_one_write_and_watchers_hear_it(env):
+async def test_progress_then_result_is_one_write(env):
     coord, clock, store = env
     job, _s, a = await _assigned(coord, clock)
-    watch = coord.watch(job.job_id, client_id="alice")
-    assert (await anext(watch))[0] == "snapshot"
+    seen = []
+    coord.book.listen(lambda _old, new: seen.append(new.state))
     started_at = clock.now()
     # A miner that reports progress without "started" (the agent's echo does): the job counts
     # as started, written later like a "started" message, never as a write of its own.
     assert coord.note_progress("m1", a.lease_id, job.job_id, 0.5, "half")
-    event, seen = await anext(watch)
-    assert event == "progress" and seen.progress_fraction == 0.5
-    assert seen.progress_message == "half" and seen.state is JobState.ASSIGNED  # as stored
     assert (await store.get_job(job.job_id)).version == 2  # nothing written yet
+    live = await coord.get(job.job_id, client_id="alice")
+    assert live.state is JobState.ASSIGNED and live.progress_fraction == 0.5  # as stored
     await clock.advance(1)
     await coord.progress("m1", a.lease_id, job.job_id, 0.25, "late")  # the slow path agrees
-    assert (await anext(watch))[1].progress_fraction == 0.5  # progress never goes back
+    assert (await coord.get(job.job_id, client_id="alice")).progress_fraction == 0.5
     done, fresh, _ = await coord.deliver_result("m1", a.lease_id, job.job_id, RESULT)
     assert fresh and done.state is JobState.COMPLETED
     stored = await store.get_job(job.job_id)
@@ -485,6 +484,26 @@ async def test_progress_then_result_is_one_write_and_watchers_hear_it(env):
     assert not coord.note_progress("m1", a.lease_id, job.job_id, 0.9, "after the end")
     with pytest.raises(errors.FailedPrecondition):
         await coord.progress("m1", a.lease_id, job.job_id, 0.9, "after the end")
+    assert seen == [JobState.COMPLETED]
+
+
+async def test_watchers_hear_running_before_progress(env):
+    coord, clock, store = env
+    job, _s, a = await _assigned(coord, clock)
+    watch = coord.watch(job.job_id, client_id="alice")
+    assert (await anext(watch))[0] == "snapshot"
+    assert coord.note_started("m1", a.lease_id, job.job_id)
+    started_at = clock.now()
+    await clock.advance(0.01)
+    # Someone watches: progress writes RUNNING first (with the time "started" was noted).
+    assert not coord.note_progress("m1", a.lease_id, job.job_id, 0.5, "half")
+    await coord.progress("m1", a.lease_id, job.job_id, 0.5, "half")
+    event, running = await anext(watch)
+    assert (event, running.state) == ("state", JobState.RUNNING)
+    assert running.started_at == started_at
+    event, seen = await anext(watch)
+    assert (event, seen.state, seen.progress_fraction) == ("progress", JobState.RUNNING, 0.5)
+    assert (await store.get_job(job.job_id)).state is JobState.RUNNING
     await watch.aclose()
 
 

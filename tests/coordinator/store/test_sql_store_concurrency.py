@@ -92,6 +92,42 @@ async def test_one_batch_each_caller_gets_its_own_outcome(store, make_job, write
     assert (await store.get_miner("m")).completed == 1
 
 
+async def test_clean_batch_is_not_isolated_and_counters_add_up(store, make_job, writer_gate):
+    """The rows of one round go as one statement per kind on SQLite: a batch where every row
+    applies needs no fallback, and one miner's outcomes in one statement add up in turn."""
+    jobs = [make_job() for _ in range(6)]
+    isolated: list[Any] = []
+    store._writer._run_isolated = lambda conn, op: isolated.append(op)
+    gate = writer_gate(store)
+    await gate.close()
+    inserts = [asyncio.create_task(store.insert_job(j)) for j in jobs]
+    outcomes = [
+        asyncio.create_task(store.record_miner_outcome("m", completed=ok, duration_ms=ms))
+        for ok, ms in ((True, 5), (True, 7), (False, 0))
+    ]
+    await gate.open()
+    await asyncio.gather(*inserts, *outcomes)
+    for j in jobs:
+        j.state = JobState.COMPLETED
+    receipts = [ReceiptRecord(f"rcpt-{i}", j.job_id, "k", 1.0, b"{}") for i, j in enumerate(jobs)]
+    await gate.close()
+    updates = [
+        asyncio.create_task(store.update_job(j, 1, receipt=r))
+        for j, r in zip(jobs, receipts, strict=True)
+    ]
+    await gate.open()
+    assert await asyncio.gather(*updates) == [True] * 6
+    assert isolated == []
+    miner = await store.get_miner("m")
+    assert (miner.completed, miner.failed, miner.total_duration_ms) == (2, 1, 12)
+    stored = await store.get_jobs([j.job_id for j in jobs])
+    assert {(j.state, j.version) for j in stored} == {(JobState.COMPLETED, 2)}
+    for j, r in zip(jobs, receipts, strict=True):
+        assert [x.receipt_id for x in (await store.list_receipts(j.job_id, limit=5))[0]] == [
+            r.receipt_id
+        ]
+
+
 def _poison(dialect: sa.Dialect) -> Callable[[], Iterator[Any]]:
     """A write that succeeds but makes COMMIT fail (a constraint checked only at commit)."""
     if dialect.name == "sqlite":
