@@ -94,6 +94,44 @@ async def test_rest_client_and_polling_miner(api):
     assert empty.status_code == 204 and empty.content == b""
 
 
+async def test_rest_submit_to_a_waiting_polling_miner_is_placed_at_once(api):
+    http = api.http
+    reg = await http.post(
+        "/v1/miners/register",
+        json={"capabilities": {"slots": 1, "services": [{"service": "echo", "unit_price": "0.1"}]}},
+        headers=api.h("m1"),
+    )
+    token = reg.json()["session_token"]
+    coord = api.app.coordinator
+    waiting = asyncio.Event()
+    kick = coord.dispatcher.kick
+
+    def kicked() -> None:  # a long poll starting kicks the dispatcher: now it has capacity
+        if coord.sessions["m1"].poll_waiters:
+            waiting.set()
+        kick()
+
+    coord.dispatcher.kick = kicked
+    poll = asyncio.create_task(
+        http.post(
+            "/v1/miners/poll",
+            json={"session_token": token, "max_wait_seconds": 10},
+            headers=api.h("m1"),
+        )
+    )
+    await asyncio.wait_for(waiting.wait(), 10)
+    r = await http.post(
+        "/v1/jobs", json={"payload": {"service": "echo", "parameters": {}}}, headers=api.h("alice")
+    )
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["state"] == "JOB_STATE_ASSIGNED" and job["miner_id"] == "m1"
+    assert "waiting_reason" not in job or not job["waiting_reason"]
+    got = await poll
+    assert got.status_code == 200 and got.json()["assignment"]["job"]["job_id"] == job["job_id"]
+    assert got.json()["assignment"]["lease_id"]
+
+
 async def test_idempotency_over_rest(api):
     body = {"payload": {"service": "echo", "parameters": {"a": 1}}}
     h = {**api.h("alice"), "Idempotency-Key": "k-1"}
