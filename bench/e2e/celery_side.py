@@ -34,10 +34,16 @@ def _wait_file(path: Path, proc: subprocess.Popen, timeout: float, log: Path) ->
         time.sleep(0.05)
 
 
+# One key prefix and queue per benchmark process: the Celery app caches its backend on first
+# use, so a second run in the same process (--rounds) must keep the first run's settings.
+# Every run deletes its keys afterwards.
+_TAG = uuid.uuid4().hex[:10]
+
+
 def run(w: Workload, *, redis_url: str) -> Outcome:
     from bench.e2e import celery_app
 
-    tag = uuid.uuid4().hex[:10]
+    tag = _TAG
     prefix, queue = f"aitbc-bench-{tag}:", f"bench-{tag}"
     celery_app.configure(redis_url, prefix)
     echo = celery_app.echo
@@ -103,8 +109,6 @@ def run(w: Workload, *, redis_url: str) -> Outcome:
                 worker.kill()
                 worker.wait()
             _cleanup(redis_url, prefix)
-            with contextlib.suppress(Exception):
-                celery_app.app.close()
     elapsed = t_done - t0
     return Outcome(
         name="celery-redis",

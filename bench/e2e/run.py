@@ -23,7 +23,7 @@ from pathlib import Path
 from bench.e2e import aitbc_side, celery_side, profile
 from bench.e2e.aitbc_side import Workload
 from bench.e2e.procs import PROFILE_ENV
-from bench.e2e.stats import Outcome, json_line, table
+from bench.e2e.stats import Outcome, json_line, median_table, table
 from core.testing import POSTGRES_URL, REDIS_URL, tcp_reachable
 
 BACKENDS = ("sqlite", "postgres")
@@ -87,6 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stream: protocol-level miners; agent: real aitbc-miner processes (comma list)",
     )
     ap.add_argument("--celery", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument(
+        "--rounds",
+        type=_positive,
+        default=1,
+        help="run every side this many times, Celery first in every other round; then print "
+        "medians and the median of the per-round ratios (a shared box drifts between sides)",
+    )
     ap.add_argument("--pg-url", default=POSTGRES_URL)
     ap.add_argument("--redis-url", default=REDIS_URL)
     ap.add_argument("--profile", type=Path, default=os.environ.get(PROFILE_ENV) or None)
@@ -94,24 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-async def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    w = Workload(
-        args.jobs,
-        args.miners,
-        args.slots,
-        args.concurrency,
-        args.warmup,
-        args.miner_procs,
-        args.rtt_jobs,
-    )
-    print(
-        f"e2e: {w.jobs} echo jobs, {w.miners} miners x {w.slots} slots "
-        f"(Celery: concurrency {w.miners}), {w.concurrency} submits in flight, warm-up {w.warmup}",
-        flush=True,
-    )
-    load0 = _load()
+async def _one_round(
+    args: argparse.Namespace, w: Workload, *, celery_first: bool
+) -> tuple[list[Outcome], Outcome | None]:
+    """Every AITBC side, and Celery before or after them."""
     outcomes: list[Outcome] = []
+    baseline = None
+    if args.celery and celery_first:
+        baseline = await _celery(w, args)
     for backend in args.backends:
         if backend == "postgres" and not tcp_reachable("127.0.0.1", 5432):
             print("postgres: not reachable at 127.0.0.1:5432, skipped", flush=True)
@@ -133,18 +130,57 @@ async def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
             outcomes.append(o)
-    baseline = None
-    if args.celery:
-        baseline = await asyncio.to_thread(celery_side.run, w, redis_url=args.redis_url)
-        print(
-            f"  {baseline.name}: {baseline.jobs_per_s:.0f} jobs/s, publishing took "
-            f"{baseline.extra['submit_s']} s, CPU % of one core: worker node "
-            f"{baseline.server_cpu_pct:.0f}, client {baseline.extra['client_cpu_pct']}",
-            flush=True,
-        )
+    if args.celery and not celery_first:
+        baseline = await _celery(w, args)
+    if baseline is not None:
         outcomes.append(baseline)
+    return outcomes, baseline
+
+
+async def _celery(w: Workload, args: argparse.Namespace) -> Outcome:
+    baseline = await asyncio.to_thread(celery_side.run, w, redis_url=args.redis_url)
+    print(
+        f"  {baseline.name}: {baseline.jobs_per_s:.0f} jobs/s, publishing took "
+        f"{baseline.extra['submit_s']} s, CPU % of one core: worker node "
+        f"{baseline.server_cpu_pct:.0f}, client {baseline.extra['client_cpu_pct']}",
+        flush=True,
+    )
+    return baseline
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    w = Workload(
+        args.jobs,
+        args.miners,
+        args.slots,
+        args.concurrency,
+        args.warmup,
+        args.miner_procs,
+        args.rtt_jobs,
+    )
+    print(
+        f"e2e: {w.jobs} echo jobs, {w.miners} miners x {w.slots} slots "
+        f"(Celery: concurrency {w.miners}), {w.concurrency} submits in flight, warm-up {w.warmup}",
+        flush=True,
+    )
+    load0 = _load()
+    rounds: list[tuple[list[Outcome], Outcome | None]] = []
+    for r in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {r + 1} of {args.rounds}", flush=True)
+        rounds.append(await _one_round(args, w, celery_first=r % 2 == 1))
+    outcomes, baseline = rounds[-1]
     print()
-    print(table(outcomes, baseline))
+    if args.rounds > 1:
+        for i, (outs, base) in enumerate(rounds, start=1):
+            print(f"round {i}")
+            print(table(outs, base))
+            print()
+        print(f"medians of {args.rounds} rounds (ratios: median of the per-round ratios)")
+        print(median_table(rounds))
+    else:
+        print(table(outcomes, baseline))
     print(LEGEND)
     print(f"load average before/after: {load0} / {_load()} (other work on this box skews results)")
     for o in outcomes:
@@ -161,7 +197,8 @@ async def main(argv: list[str] | None = None) -> None:
         "cores": os.cpu_count(),
         "loadavg_before": load0,
     }
-    print(json_line(outcomes, baseline, params))
+    for i, (outs, base) in enumerate(rounds, start=1):
+        print(json_line(outs, base, {**params, "round": i} if args.rounds > 1 else params))
     sys.stdout.flush()
 
 

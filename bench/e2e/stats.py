@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,3 +70,28 @@ def json_line(outcomes: list[Outcome], baseline: Outcome | None, params: dict[st
                 d[key.replace("_ms", "_ratio")] = round(getattr(o, key) / ref, 3) if ref else None
         out["sides"][d.pop("name")] = d
     return json.dumps(out, separators=(",", ":"))
+
+
+def median_table(rounds: list[tuple[list[Outcome], Outcome | None]]) -> str:
+    """Per side: median jobs/s and rtt p50 over the rounds (with the range), and the median of
+    each round's ratio to that round's Celery run."""
+    names = [o.name for o in rounds[0][0]]
+    head = (
+        f"{'side':<20} {'jobs/s':>7} {'range':>11} {'rtt p50':>8} {'range':>13} "
+        f"{'thr x':>6} {'rtt x':>6}"
+    )
+    rows = [head, "-" * len(head)]
+    for name in names:
+        runs = [(o, base) for outs, base in rounds for o in outs if o.name == name]
+        thr = sorted(o.jobs_per_s for o, _ in runs)
+        rtt = sorted(o.rtt_p50_ms for o, _ in runs)
+        paired = [(o, b) for o, b in runs if b is not None and o is not b]
+        thr_x = [o.jobs_per_s / b.jobs_per_s for o, b in paired if b.jobs_per_s]
+        rtt_x = [o.rtt_p50_ms / b.rtt_p50_ms for o, b in paired if b.rtt_p50_ms]
+        rows.append(
+            f"{name:<20} {statistics.median(thr):>7.0f} {f'{thr[0]:.0f}-{thr[-1]:.0f}':>11} "
+            f"{statistics.median(rtt):>8.2f} {f'{rtt[0]:.2f}-{rtt[-1]:.2f}':>13} "
+            f"{f'{statistics.median(thr_x):.2f}' if thr_x else '-':>6} "
+            f"{f'{statistics.median(rtt_x):.2f}' if rtt_x else '-':>6}"
+        )
+    return "\n".join(rows)
