@@ -134,8 +134,8 @@ class Dispatcher:
         best.last_assigned_mono = self.clock.monotonic()
         return best, "lease_" + secrets.token_hex(16)
 
-    def assign_direct(self, job: Job, session: MinerSession, lease_id: str) -> Job:
-        """`job` (QUEUED, not stored yet) as ASSIGNED to the reserved session."""
+    def assign_to(self, job: Job, session: MinerSession, lease_id: str) -> Job:
+        """`job` (QUEUED) as ASSIGNED to `session` under `lease_id`, at that miner's price."""
         offer = session.profile.offers[job.service]
         return lifecycle.assign(
             job,
@@ -170,19 +170,11 @@ class Dispatcher:
 
     async def _claim(self, entry: QueuedJob, session: MinerSession) -> None:
         lease_id = "lease_" + secrets.token_hex(16)
-        offer = session.profile.offers[entry.service]
 
         def transition(job: Job) -> Job | None:
             if job.state is not JobState.QUEUED:
                 return None
-            return lifecycle.assign(
-                job,
-                miner_id=session.miner_id,
-                lease_id=lease_id,
-                now=self.clock.now(),
-                unit_price=offer.unit_price,
-                unit_type=offer.unit_type,
-            )
+            return self.assign_to(job, session, lease_id)
 
         new: Job | None = None
         try:

@@ -216,9 +216,7 @@ class Coordinator:
                 return await self.book.insert(job), True
             session, lease_id = direct
             try:
-                stored = await self.book.insert(
-                    self.dispatcher.assign_direct(job, session, lease_id)
-                )
+                stored = await self.book.insert(self.dispatcher.assign_to(job, session, lease_id))
             except BaseException:
                 self.dispatcher.unreserve(session)
                 raise
