@@ -615,8 +615,6 @@ class Coordinator:
             return False
         if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
             raise self._stale(job, lease_id)
-        if job.state is JobState.ASSIGNED and job_id in self._watchers:
-            return False  # watchers hear RUNNING first: that takes a write (progress())
         prev = self._progress.get(job_id)
         interval = self.settings.progress_persist_interval_s
         if prev is not None and self.clock.monotonic() - prev[3] >= interval:
@@ -630,8 +628,8 @@ class Coordinator:
         """Keep the progress in memory and tell the watchers; returns (now, last persisted)."""
         if job.state is JobState.ASSIGNED:
             # Progress means the job runs: recorded like a "started" message (written after the
-            # start delay, or along with the result), so a short job nobody watches costs no
-            # write of its own.
+            # start delay, or along with the result), so a short job costs no write of its own.
+            # Watchers hear the progress with the state as stored, and RUNNING once written.
             self.note_started(miner_id, lease_id, job.job_id)
         now, mono = self.clock.now(), self.clock.monotonic()
         prev = self._progress.get(job.job_id)
@@ -650,11 +648,8 @@ class Coordinator:
             raise errors.NotFound("job", job_id)
         if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
             raise self._stale(job, lease_id)
-        if job.state is JobState.ASSIGNED and (
-            self.book.cached(job_id) is None or job_id in self._watchers
-        ):
-            # Not in memory, or watched: RUNNING is written (and heard) before the progress.
-            job = await self.started(miner_id, lease_id, job_id)
+        if job.state is JobState.ASSIGNED and self.book.cached(job_id) is None:
+            job = await self.started(miner_id, lease_id, job_id)  # not in memory: write it now
         now, persisted = self._record_progress(job, miner_id, lease_id, fraction, message)
         mono = self.clock.monotonic()
         if mono - persisted >= self.settings.progress_persist_interval_s:

@@ -164,6 +164,20 @@ def _spy_subscription(monkeypatch) -> threading.Event:
     return subscribed
 
 
+async def _run_a_while(coord, miner, a) -> None:
+    """The miner starts and the job runs long enough for RUNNING to be written (a job that
+    ends within the start delay goes from ASSIGNED straight to its end)."""
+    import asyncio
+
+    running = asyncio.Event()
+    job_id = a.job.job_id
+    coord.app.coordinator.book.listen(
+        lambda _old, new: new.job_id == job_id and new.state.value == "RUNNING" and running.set()
+    )
+    miner.started(a)
+    await asyncio.wait_for(running.wait(), 10)
+
+
 def test_watch_json_lines_to_completion(coord, cli, monkeypatch):
     miner = coord.miner()
     job_id = _json(cli("jobs", "submit", "echo", "--json"))["job_id"]
@@ -174,7 +188,7 @@ def test_watch_json_lines_to_completion(coord, cli, monkeypatch):
         import asyncio
 
         await asyncio.to_thread(subscribed.wait, 10)
-        miner.started(a)
+        await _run_a_while(coord, miner, a)
         for i in (1, 2):
             miner.send(
                 progress=miner_pb.JobProgressUpdate(
@@ -207,7 +221,7 @@ def test_watch_human_exits_1_when_the_job_fails(coord, cli, monkeypatch):
         import asyncio
 
         await asyncio.to_thread(subscribed.wait, 10)
-        miner.started(a)
+        await _run_a_while(coord, miner, a)
         miner.send(  # miner text that looks like Rich markup is shown, not interpreted
             progress=miner_pb.JobProgressUpdate(
                 lease_id=a.lease_id, job_id=job_id, fraction=0.1, message="[/red] decoding"

@@ -487,38 +487,20 @@ async def test_progress_then_result_is_one_write(env):
     assert seen == [JobState.COMPLETED]
 
 
-async def test_watchers_hear_running_before_progress(env):
+async def test_watchers_hear_progress_then_running_once_written(env):
     coord, clock, store = env
     job, _s, a = await _assigned(coord, clock)
     watch = coord.watch(job.job_id, client_id="alice")
     assert (await anext(watch))[0] == "snapshot"
-    assert coord.note_started("m1", a.lease_id, job.job_id)
     started_at = clock.now()
-    await clock.advance(0.01)
-    # Someone watches: progress writes RUNNING first (with the time "started" was noted).
-    assert not coord.note_progress("m1", a.lease_id, job.job_id, 0.5, "half")
-    await coord.progress("m1", a.lease_id, job.job_id, 0.5, "half")
-    event, running = await anext(watch)
-    assert (event, running.state) == ("state", JobState.RUNNING)
-    assert running.started_at == started_at
-    event, seen = await anext(watch)
-    assert (event, seen.state, seen.progress_fraction) == ("progress", JobState.RUNNING, 0.5)
+    assert coord.note_progress("m1", a.lease_id, job.job_id, 0.5, "half")
+    event, seen = await anext(watch)  # at once, with the state as stored
+    assert (event, seen.state, seen.progress_fraction) == ("progress", JobState.ASSIGNED, 0.5)
+    # No result within the start delay (50 ms by default): RUNNING is written, then heard.
+    event, running = await asyncio.wait_for(anext(watch), 5)
+    assert (event, running.state, running.started_at) == ("state", JobState.RUNNING, started_at)
     assert (await store.get_job(job.job_id)).state is JobState.RUNNING
     await watch.aclose()
-
-
-async def test_progress_is_persisted_after_the_interval(env):
-    coord, clock, store = env
-    job, _s, a = await _assigned(coord, clock)
-    assert coord.note_progress("m1", a.lease_id, job.job_id, 0.1, "first")
-    await clock.advance(coord.settings.progress_persist_interval_s + 1)
-    # Due to persist: the fast path declines and progress() writes it (with "started").
-    assert not coord.note_progress("m1", a.lease_id, job.job_id, 0.6, "second")
-    await coord.progress("m1", a.lease_id, job.job_id, 0.6, "second")
-    await coord.flush_starts()
-    stored = await store.get_job(job.job_id)
-    assert stored.state is JobState.RUNNING
-    assert stored.progress_fraction == 0.6 and stored.progress_message == "second"
 
 
 async def test_started_alone_is_written_after_the_delay(env):
