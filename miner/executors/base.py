@@ -38,16 +38,36 @@ def bad_params(field: str, what: str) -> ExecutionError:
     return ExecutionError("bad_params", f"{field}: {what}", retryable=False)
 
 
-@dataclass
 class ExecContext:
-    """What one job run gets besides its parameters."""
+    """What one job run gets besides its parameters.
 
-    job_id: str
-    # A fresh directory for this run only; the runner removes it afterwards.
-    workdir: Path
-    # (fraction 0..1, message); cheap, call it as often as you like from the event loop.
-    progress: Callable[[float, str], None]
-    artifacts: ArtifactStore
+    `progress(fraction 0..1, message)` is cheap: call it as often as you like from the event
+    loop. `workdir` is a fresh directory for this run only, made when first asked for (a job
+    that never needs one costs no directory) and removed by the runner afterwards.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        workdir: Path | Callable[[], Path],
+        progress: Callable[[float, str], None],
+        artifacts: ArtifactStore,
+    ):
+        self.job_id = job_id
+        self._workdir = workdir
+        self.progress = progress
+        self.artifacts = artifacts
+
+    @property
+    def workdir(self) -> Path:
+        if not isinstance(self._workdir, Path):
+            self._workdir = self._workdir()
+        return self._workdir
+
+    @property
+    def made_workdir(self) -> Path | None:
+        """The directory if it was made (or given), else None."""
+        return self._workdir if isinstance(self._workdir, Path) else None
 
 
 @dataclass

@@ -189,11 +189,14 @@ class JobRunner:
         async with self._sem:
             throttle = _Throttle(emit, self.progress_interval_s, self.clock)
             prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)[:40] or "job"
-            workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.work_dir))
-            ctx = ExecContext(job_id, workdir, throttle.update, self.artifacts)
+
+            def make_workdir() -> Path:
+                return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.work_dir))
+
+            ctx = ExecContext(job_id, make_workdir, throttle.update, self.artifacts)
             try:
                 result = await executor.run(params, ctx)
-                result = await self._finish(result, workdir)
+                result = await self._finish(result, ctx)
                 throttle.flush()
                 return result
             except (ExecutionError, asyncio.CancelledError):
@@ -203,10 +206,14 @@ class JobRunner:
                 raise ExecutionError("internal", f"{type(exc).__name__}: {exc}", True) from exc
             finally:
                 throttle.close()
-                # Synchronous on purpose: the directory is gone when the task has ended.
-                shutil.rmtree(workdir, ignore_errors=True)
+                # Synchronous on purpose: the directory is gone when the task has ended. Only
+                # a job that asked for one has one (making and removing an empty directory was
+                # most of the agent's own work on short jobs).
+                made = ctx.made_workdir
+                if made is not None:
+                    shutil.rmtree(made, ignore_errors=True)
 
-    async def _finish(self, result: Any, workdir: Path) -> ExecResult:
+    async def _finish(self, result: Any, ctx: ExecContext) -> ExecResult:
         if not isinstance(result, ExecResult):
             raise TypeError(f"executor returned {type(result).__name__}, not ExecResult")
         if result.artifact is not None:
@@ -220,7 +227,7 @@ class JobRunner:
         if len(encoded) <= self.inline_result_max_bytes:
             return result
         # Too big to carry in a stream message: store the JSON as an artifact instead.
-        path = workdir / "result.json"
+        path = ctx.workdir / "result.json"
         path.write_bytes(encoded)
         info = await self.artifacts.put(path, "application/json")
         return ExecResult(artifact=info, units_hint=result.units_hint)

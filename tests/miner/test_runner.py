@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,27 @@ async def test_unknown_service_and_crashing_executor(make_runner) -> None:
         await runner.start("L2", "J2", "broken", {})
     assert err.value.code == "internal" and "disk on fire" in err.value.message
     assert list((runner.work_dir).iterdir()) == []
+
+
+async def test_a_job_that_needs_no_workdir_gets_none(make_runner, monkeypatch) -> None:
+    made: list[str] = []
+    real = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: made.append(kw["prefix"]) or real(**kw))
+
+    class Scratch:
+        service = "scratch"
+
+        async def run(self, params, ctx):
+            (ctx.workdir / "f").write_text("x")
+            assert ctx.workdir == ctx.made_workdir  # made once, on first use
+            return ExecResult(inline={"dir": ctx.workdir.name})
+
+    runner = make_runner({"echo": EchoExecutor(), "scratch": Scratch()})
+    assert (await runner.start("L1", "J1", "echo", {"x": 1})).inline == {"x": 1}
+    assert made == []  # echo never asked for a directory: none was made
+    res = await runner.start("L2", "J2", "scratch", {})
+    assert made == ["J2-"] and res.inline["dir"].startswith("J2-")
+    assert list(runner.work_dir.iterdir()) == []  # and it is gone when the run ends
 
 
 async def test_large_inline_result_becomes_a_json_artifact(make_runner, store) -> None:
