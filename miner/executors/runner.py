@@ -9,6 +9,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,10 @@ class JobRunner:
         self.clock = clock
         self._sem = asyncio.Semaphore(slots)
         self._tasks: dict[str, tuple[str, asyncio.Task[ExecResult]]] = {}
-        # lease id -> when it ended (None while it runs); pruned after remember_s.
+        # lease id -> when it ended (None while it runs); pruned after remember_s, oldest end
+        # first (a busy miner sees millions of leases in remember_s: no scan per job).
         self._seen: dict[str, float | None] = {}
+        self._ends: deque[tuple[float, str]] = deque()
 
     def start(
         self, lease_id: str, job_id: str, service: str, params: Mapping[str, Any]
@@ -164,12 +167,16 @@ class JobRunner:
 
     def _ended(self, lease_id: str) -> None:
         self._tasks.pop(lease_id, None)
-        self._seen[lease_id] = self.clock()
+        now = self.clock()
+        self._seen[lease_id] = now
+        self._ends.append((now, lease_id))
 
     def _prune(self) -> None:
         horizon = self.clock() - self.remember_s
-        for lease_id, ended in list(self._seen.items()):
-            if ended is not None and ended < horizon:
+        ends = self._ends
+        while ends and ends[0][0] < horizon:
+            ended, lease_id = ends.popleft()
+            if self._seen.get(lease_id) == ended:
                 del self._seen[lease_id]
 
     async def _run(

@@ -82,6 +82,12 @@ async def test_a_lease_runs_at_most_once(make_runner) -> None:
         runner.start("L1", "J1", "echo", {})
     clock.now += 31  # remembered for remember_s after it ended, then forgotten
     assert (await runner.start("L1", "J1", "echo", {"b": 2})).inline == {"b": 2}
+    clock.now += 59  # the second run's end counts, not the first's
+    with pytest.raises(AlreadyExists):
+        runner.start("L1", "J1", "echo", {})
+    clock.now += 2
+    assert (await runner.start("L3", "J3", "echo", {"c": 3})).inline == {"c": 3}  # prunes
+    assert not runner.has_seen("L1") and not runner.has_seen("L2")
 
 
 async def test_cancel_stops_the_job_and_removes_its_workdir(make_runner) -> None:
