@@ -5,13 +5,14 @@ lookup, parameter processing, result wrapping) at about 2/3 of the writer's CPU 
 PostgreSQL one network round trip per statement. So the writer compiles its fixed statements
 once and sends a whole round of them at a time: psycopg's pipeline mode puts every statement of
 the round on the wire before reading any result (one round trip per round, not per statement);
-on SQLite the rows of one statement in a round run as one multi-row statement (_run_merged).
+the rows of one statement in a round run as one multi-row statement (see run_steps).
 Transactions, savepoints and reads stay with SQLAlchemy, and driver errors are wrapped into SQLAlchemy's exception classes (a dropped connection is
 invalidated), so callers see the same errors either way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sqlalchemy.sql import ClauseElement
 
 @dataclass(frozen=True, slots=True)
 class Merge:
-    """How one statement runs for many rows at once (SQLite): `sql(n)` is the statement for n
+    """How one statement runs for many rows at once: `sql(n)` is the statement for n
     rows and `row(params)` the positional values of one row, in that statement's order. The
     merged statement must change exactly one row per parameter row when every row applies."""
 
@@ -75,26 +76,41 @@ class StepResult:
 
 
 def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
-    """Run steps in order inside conn's current transaction; one round trip on PostgreSQL."""
+    """Run steps in order inside conn's current transaction; one round trip on PostgreSQL.
+
+    The rows of one statement that has a Merge go as one multi-row statement per round. sqlite3
+    and psycopg let go of the GIL around every statement, and under load the event loop then
+    holds it for up to the switch interval (5 ms) before the writer gets it back: measured, the
+    writer spent most of a batch waiting there rather than in the database. The steps of one
+    round are independent (one per operation), so running them grouped by statement keeps
+    every operation's own order. (Only SQLite's statements have a Merge; see statements.py.)
+    """
     dialect = conn.dialect
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     cursors: list[Any] = []
     current: Step | None = None
     pipelined = dialect.name == "postgresql" and len(steps) > 1
+    merging = len(steps) > 1 and any(step[0].merge is not None for step in steps)
+    units = _plan(steps) if merging else [(None, None, [i]) for i in range(len(steps))]
     try:
-        if pipelined:
-            with dbapi_conn.pipeline():
-                for current in steps:
-                    cursors.append(dbapi_conn.cursor())
-                    cursors[-1].execute(current[0].sql, current[0].args(current[1]))
-        elif len(steps) > 1 and any(step[0].merge is not None for step in steps):
-            return _run_merged(dbapi_conn, steps, cursors)
-        else:
-            for current in steps:
-                cursors.append(dbapi_conn.cursor())
-                cursors[-1].execute(current[0].sql, current[0].args(current[1]))
-        return [_result(cur) for cur in cursors]
+        with dbapi_conn.pipeline() if pipelined else contextlib.nullcontext():
+            for sql, args, idxs in units:
+                cur = dbapi_conn.cursor()
+                cursors.append(cur)
+                if sql is None:
+                    current = steps[idxs[0]]
+                    cur.execute(current[0].sql, current[0].args(current[1]))
+                else:
+                    current = None
+                    cur.execute(sql, args)
+        results: list[StepResult] = [_ONE] * len(steps)
+        for (sql, _, idxs), cur in zip(units, cursors, strict=True):
+            if sql is None:
+                results[idxs[0]] = _result(cur)
+            elif cur.rowcount != len(idxs):
+                raise Unmerged(f"{cur.rowcount} of {len(idxs)} rows applied")
+        return results
     except dialect.loaded_dbapi.Error as exc:
         lost = dialect.is_disconnect(exc, dbapi_conn, cursors[-1] if cursors else None)
         if lost:
@@ -103,6 +119,8 @@ def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
         sql, args = "(pipelined statements)", None
         if current is not None and not pipelined:
             sql, args = current[0].sql, current[0].args(current[1])
+        elif not pipelined:
+            sql = "(merged statement)"
         raise DBAPIError.instance(
             sql, args, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
         ) from exc
@@ -111,33 +129,24 @@ def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
             cur.close()
 
 
-# Rows per merged statement: far below SQLite's 32,766 bound parameters at 31 columns a row.
+# Rows per merged statement: far below SQLite's 32,766 (PostgreSQL: 65,535) bound parameters
+# at 31 columns a row.
 MERGE_ROWS = 200
 _ONE = StepResult(1, [])
+Unit = tuple[str | None, list[Any] | None, list[int]]
 
 
-def _run_merged(dbapi_conn: Any, steps: Sequence[Step], cursors: list[Any]) -> list[StepResult]:
-    """SQLite: the steps of one statement run as one multi-row statement.
-
-    sqlite3 lets go of the GIL around every statement, and under load the event loop then
-    holds it for up to the switch interval (5 ms) before the writer gets it back: measured,
-    the writer spent most of a batch waiting there rather than in SQLite. One statement per
-    kind of write instead of one per row takes most of those waits away. The steps of one
-    round are independent (one per operation), so running them grouped by statement keeps
-    every operation's own order.
-    """
+def _plan(steps: Sequence[Step]) -> list[Unit]:
+    """Statements to run, in order of first appearance: (merged SQL, its values, the steps it
+    stands for), or (None, None, [i]) for a step that runs alone."""
     groups: dict[int, list[int]] = {}
     for i, (prep, _) in enumerate(steps):
         groups.setdefault(id(prep), []).append(i)
-    results: list[StepResult | None] = [None] * len(steps)
+    units: list[Unit] = []
     for idxs in groups.values():
         prep = steps[idxs[0]][0]
         if prep.merge is None or len(idxs) == 1:
-            for i in idxs:
-                cur = dbapi_conn.cursor()
-                cursors.append(cur)
-                cur.execute(prep.sql, prep.args(steps[i][1]))
-                results[i] = _result(cur)
+            units.extend((None, None, [i]) for i in idxs)
             continue
         row = prep.merge.row
         for start in range(0, len(idxs), MERGE_ROWS):
@@ -145,14 +154,8 @@ def _run_merged(dbapi_conn: Any, steps: Sequence[Step], cursors: list[Any]) -> l
             args: list[Any] = []
             for i in chunk:
                 args.extend(row(steps[i][1]))
-            cur = dbapi_conn.cursor()
-            cursors.append(cur)
-            cur.execute(prep.merged_sql(len(chunk)), args)
-            if cur.rowcount != len(chunk):
-                raise Unmerged(f"{cur.rowcount} of {len(chunk)} rows applied")
-            for i in chunk:
-                results[i] = _ONE
-    return results  # type: ignore[return-value]
+            units.append((prep.merged_sql(len(chunk)), args, chunk))
+    return units
 
 
 def _result(cur: Any) -> StepResult:
