@@ -144,9 +144,7 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
                     self.c.ack(session, "", "", exc)
             elif kind == "drain":
                 self.c.drain(session)
-            elif kind == "started" and self._note_started(req.started, session):
-                pass
-            elif kind == "progress" and self._note_progress(req.progress, session):
+            elif kind in ("started", "progress") and self._noted(kind, getattr(req, kind), session):
                 pass
             elif kind in ("started", "progress", "result", "failure"):
                 await gate.acquire()
@@ -181,18 +179,12 @@ class MinerServicer(pb_grpc.MinerServiceServicer):
                 await asyncio.gather(*tasks, return_exceptions=True)
         session.send(Close("the miner closed its side of the stream"))
 
-    def _note_started(self, msg: pb.JobStarted, session: MinerSession) -> bool:
-        """ "started" without a task when the job is in memory (the usual case); False: the
-        caller handles it as a task (the store has to be read)."""
+    def _noted(self, kind: str, msg, session: MinerSession) -> bool:
+        """ "started" or "progress" without a task when the job is in memory (the usual case);
+        False: the caller handles it as a task (the store has to be read, or a write is due)."""
         try:
-            return self.c.note_started(session.miner_id, msg.lease_id, msg.job_id)
-        except errors.AitbcError as exc:
-            self.c.ack(session, msg.lease_id, msg.job_id, exc)
-            return True
-
-    def _note_progress(self, msg: pb.JobProgressUpdate, session: MinerSession) -> bool:
-        """Progress without a task when the job is in memory and nothing is due to be written."""
-        try:
+            if kind == "started":
+                return self.c.note_started(session.miner_id, msg.lease_id, msg.job_id)
             return self.c.note_progress(
                 session.miner_id, msg.lease_id, msg.job_id, msg.fraction, msg.message
             )

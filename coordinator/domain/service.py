@@ -129,7 +129,7 @@ class Coordinator:
         ] = {}  # fraction, msg, at, persisted mono
         self._tasks: list[asyncio.Task[None]] = []
         self._starts: dict[str, _PendingStart] = {}  # job id -> "started" not written yet
-        self._start_writes: set[asyncio.Task[Any]] = set()
+        self._background_writes: set[asyncio.Task[Any]] = set()
         self.book.listen(self._on_change)
 
     # == lifecycle of the service ===========================================================
@@ -542,11 +542,12 @@ class Coordinator:
         return pending
 
     async def flush_starts(self) -> None:
-        """Write every "started" still waiting, and wait for those writes (shutdown, tests)."""
+        """Write every "started" still waiting, and wait for every background write (shutdown,
+        tests)."""
         for job_id in list(self._starts):
             self._write_start(job_id)
-        while self._start_writes:
-            await asyncio.gather(*list(self._start_writes), return_exceptions=True)
+        while self._background_writes:
+            await asyncio.gather(*list(self._background_writes), return_exceptions=True)
 
     def _restore_start(self, pending: _PendingStart | None) -> None:
         """A result or failure that would have carried "started" was refused: write it alone."""
@@ -555,10 +556,10 @@ class Coordinator:
             self._write_start(pending.job_id)
 
     def _background(self, coro: Any) -> None:
-        """Run a write without waiting for it; flush_starts() waits for these too."""
+        """Run a write without waiting for it (flush_starts() waits for it)."""
         task = asyncio.create_task(coro)
-        self._start_writes.add(task)
-        task.add_done_callback(self._start_writes.discard)
+        self._background_writes.add(task)
+        task.add_done_callback(self._background_writes.discard)
 
     def _write_start(self, job_id: str) -> None:
         pending = self._starts.get(job_id)
@@ -648,8 +649,6 @@ class Coordinator:
             raise errors.NotFound("job", job_id)
         if not self._leased_to(job, miner_id, lease_id) or not job.state.leased:
             raise self._stale(job, lease_id)
-        if job.state is JobState.ASSIGNED and self.book.cached(job_id) is None:
-            job = await self.started(miner_id, lease_id, job_id)  # not in memory: write it now
         now, persisted = self._record_progress(job, miner_id, lease_id, fraction, message)
         mono = self.clock.monotonic()
         if mono - persisted >= self.settings.progress_persist_interval_s:

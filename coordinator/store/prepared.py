@@ -5,9 +5,10 @@ lookup, parameter processing, result wrapping) at about 2/3 of the writer's CPU 
 PostgreSQL one network round trip per statement. So the writer compiles its fixed statements
 once and sends a whole round of them at a time: psycopg's pipeline mode puts every statement of
 the round on the wire before reading any result (one round trip per round, not per statement);
-the rows of one statement in a round run as one multi-row statement (see run_steps).
-Transactions, savepoints and reads stay with SQLAlchemy, and driver errors are wrapped into SQLAlchemy's exception classes (a dropped connection is
-invalidated), so callers see the same errors either way.
+on SQLite the rows of one statement in a round run as one multi-row statement (run_steps).
+Transactions, savepoints and reads stay with SQLAlchemy, and driver errors are wrapped into
+SQLAlchemy's exception classes (a dropped connection is invalidated), so callers see the same
+errors either way.
 """
 
 from __future__ import annotations
@@ -78,12 +79,12 @@ class StepResult:
 def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
     """Run steps in order inside conn's current transaction; one round trip on PostgreSQL.
 
-    The rows of one statement that has a Merge go as one multi-row statement per round. sqlite3
-    and psycopg let go of the GIL around every statement, and under load the event loop then
-    holds it for up to the switch interval (5 ms) before the writer gets it back: measured, the
-    writer spent most of a batch waiting there rather than in the database. The steps of one
-    round are independent (one per operation), so running them grouped by statement keeps
-    every operation's own order. (Only SQLite's statements have a Merge; see statements.py.)
+    The rows of one statement that has a Merge (SQLite's, see statements.py) go as one
+    multi-row statement per round. sqlite3 lets go of the GIL around every statement, and under
+    load the event loop then holds it for up to the switch interval (5 ms) before the writer
+    gets it back: measured, the writer spent most of a batch waiting there rather than in the
+    database. The steps of one round are independent (one per operation), so running them
+    grouped by statement keeps every operation's own order.
     """
     dialect = conn.dialect
     dbapi_conn = conn.connection.dbapi_connection
@@ -129,8 +130,7 @@ def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
             cur.close()
 
 
-# Rows per merged statement: far below SQLite's 32,766 (PostgreSQL: 65,535) bound parameters
-# at 31 columns a row.
+# Rows per merged statement: far below SQLite's 32,766 bound parameters at 31 columns a row.
 MERGE_ROWS = 200
 _ONE = StepResult(1, [])
 Unit = tuple[str | None, list[Any] | None, list[int]]
