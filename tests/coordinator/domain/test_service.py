@@ -526,7 +526,7 @@ async def test_started_with_no_delay_is_written_at_once():
     try:
         job, _s, a = await _assigned(coord, clock)
         assert coord.note_started("m1", a.lease_id, job.job_id)
-        assert coord._starts == {} and coord._start_writes  # not held back: written now
+        assert coord._starts == {} and coord._background_writes  # not held back: written now
         await coord.flush_starts()  # waits for that write
         assert (await store.get_job(job.job_id)).state is JobState.RUNNING
     finally:
