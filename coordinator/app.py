@@ -102,7 +102,7 @@ class CoordinatorApp:
             now=int(self.clock.now()) if self.clock is not None else None,
         )
         if self.store is None:
-            self.store = SqlJobStore(cfg.sqlalchemy_url)
+            self.store = SqlJobStore(cfg.sqlalchemy_url, writer=cfg.store_writer)
         await self.store.start()
         self.coordinator = Coordinator(
             self.store,

@@ -28,6 +28,12 @@ class CoordinatorConfig:
         "SQLAlchemy URL; empty means SQLite at <data_dir>/coordinator.db. "
         "PostgreSQL: postgresql+psycopg://user@host:5432/db",
     )
+    store_writer: str = _f(
+        "process",
+        "Where the group-commit writer runs: 'process' (its own process, so it never waits for "
+        "the event loop's GIL) or 'thread' (in the coordinator process).",
+        choices=("process", "thread"),
+    )
     http_host: str = _f("127.0.0.1", "Address the REST gateway binds.")
     http_port: int = _f(8080, "REST gateway port; 0 picks a free port.", min=0, max=65535)
     http_max_body_bytes: int = _f(

@@ -33,6 +33,8 @@ _SECRET_NAME = re.compile(
 )
 
 _HANDLER_NAME = "aitbc"
+# (level, format) of the last setup_logging() call: helper processes repeat it.
+configured: tuple[str, str] | None = None
 
 
 def redact(value: object, *, keep: int = 4) -> str:
@@ -132,4 +134,6 @@ def setup_logging(
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(numeric)
+    global configured
+    configured = (level.upper(), fmt)
     return handler

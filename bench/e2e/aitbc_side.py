@@ -269,7 +269,7 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
                 await client.wait_completed(w.warmup, timeout=120)
             base = await client.completed()
             coord.profile_on()
-            cpu = CpuWindow(coord.pid).start()
+            cpu = CpuWindow(coord.pid, tree=True).start()  # with its writer process
             others = [CpuWindow(os.getpid()).start(), *(CpuWindow(m.pid).start() for m in miners)]
             t0 = time.perf_counter()
             sent = await client.submit_all(w.jobs, w.concurrency, "measured")

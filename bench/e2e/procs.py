@@ -95,9 +95,15 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread, keyed 'name/tid' (the main thread's tid is the pid)."""
+def thread_cpu(pid: int, *, tree: bool = False) -> dict[str, float]:
+    """CPU seconds per thread, keyed 'name/tid' (the main thread's tid is the pid); with
+    tree, also those of its child processes (their main threads keyed 'child/tid')."""
     out = {}
+    if tree:
+        for child in tree_pids(pid)[1:]:
+            with contextlib.suppress(OSError):
+                for key, value in thread_cpu(child).items():
+                    out[key.replace("main/", "child/", 1)] = value
     for task in Path(f"/proc/{pid}/task").glob("*"):
         with contextlib.suppress(OSError):
             name = (task / "comm").read_text().strip()
@@ -195,13 +201,13 @@ class CpuWindow:
 
     def start(self) -> CpuWindow:
         self.cpu0, self.t0 = self._read(), time.perf_counter()
-        self.threads0 = thread_cpu(self.pid)
+        self.threads0 = thread_cpu(self.pid, tree=self.tree)
         return self
 
     def stop(self) -> CpuWindow:
         self.cpu = self._read() - self.cpu0
         self.wall = time.perf_counter() - self.t0
-        after = thread_cpu(self.pid)
+        after = thread_cpu(self.pid, tree=self.tree)
         self.threads = {k: v - self.threads0.get(k, 0.0) for k, v in after.items()}
         return self
 

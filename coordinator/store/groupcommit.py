@@ -1,9 +1,10 @@
-"""Group commit: one writer thread runs queued writes in shared transactions, acking after commit.
+"""Group commit: one writer runs queued writes in shared transactions, acking after commit.
 
 Callers enqueue an operation and await a future. The writer takes everything queued (up to
 batch_max), runs it in one transaction, commits, and only then resolves each future with that
 operation's own outcome. While one batch commits, the next one fills up, so the commit rate stays
-flat as concurrency grows and throughput follows it.
+flat as concurrency grows and throughput follows it. BatchRunner runs the batches; it serves the
+writer thread here (GroupCommitter) and the writer process (writer_process.py).
 
 An operation is a generator: it yields statements (prepared.Step) and receives their results, so
 the writer can run every operation's next statement in one round (one round trip to PostgreSQL)
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,48 +92,38 @@ class _Isolate(Exception):
     """Something failed in a shared round: rerun the batch one savepoint per operation."""
 
 
-class GroupCommitter:
-    def __init__(self, engine: Engine, *, batch_max: int, name: str, retries: int = 5):
-        if batch_max < 1:
-            raise ValueError("batch_max must be >= 1")
+class BatchRunner:
+    """Runs batches of operations in shared transactions on one held connection.
+
+    Used by the writer thread (GroupCommitter) and by the writer process (writer_process.py).
+    """
+
+    def __init__(self, engine: Engine, *, retries: int = 5):
         self._engine = engine
-        self._batch_max = batch_max
         self._retries = retries
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._closed = False
         # Held across batches: a pool checkout and reset per batch cost more than the batch's
         # own statements on SQLite. Replaced when it is invalidated (see _connection).
         self._conn: Connection | None = None
         self.commits = 0  # successful batch commits (tests and metrics read it)
         self.ops = 0  # operations acknowledged by those commits
 
-    def start(self) -> None:
-        self._thread.start()
+    def run(self, ops: list[Operation]) -> list[Any]:
+        """Each operation's outcome, or Rejected(...) for every one when nothing committed.
 
-    def submit(self, run: Operation, order: tuple[Any, ...]) -> asyncio.Future[Any]:
-        if self._closed:
-            raise Unavailable("store is closed")
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.put(WriteOp(run, order, loop, fut))
-        return fut
+        `ops` must already be in lock order. Only non-Exception BaseExceptions propagate.
+        """
+        try:
+            outcomes = self._commit(ops)
+        except BaseException as exc:  # nothing was committed: nobody is acknowledged
+            log.warning("group commit of %d writes failed: %r", len(ops), exc)
+            if not isinstance(exc, Exception):
+                raise
+            return [Rejected(translate(exc))] * len(ops)
+        self.commits += 1
+        self.ops += len(ops)
+        return outcomes
 
-    def stop(self) -> None:
-        """Finish what is queued, then end the writer thread (blocking; call from a thread)."""
-        self._closed = True
-        self._queue.put(_STOP)
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            self._release()
-            conn = self._conn = self._engine.connect()
-        return conn
-
-    def _release(self) -> None:
+    def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -140,54 +131,14 @@ class GroupCommitter:
             except Exception:  # an invalidated or broken connection: nothing to keep
                 log.debug("closing the writer's connection failed", exc_info=True)
 
-    def _main(self) -> None:
-        try:
-            self._serve()
-        finally:
-            self._release()
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            self.close()
+            conn = self._conn = self._engine.connect()
+        return conn
 
-    def _serve(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            batch = [item]
-            while len(batch) < self._batch_max:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._process(batch)
-        # Anything a caller raced in after stop(): refuse it rather than leave it hanging.
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                self._deliver([item], [Rejected(Unavailable("store is closed"))])
-
-    def _process(self, batch: list[WriteOp]) -> None:
-        ordered = sorted(batch, key=lambda op: op.order)
-        try:
-            outcomes = self._commit(ordered)
-        except BaseException as exc:  # nothing was committed: nobody is acknowledged
-            log.warning("group commit of %d writes failed: %r", len(ordered), exc)
-            failure = Rejected(translate(exc))
-            self._deliver(ordered, [failure] * len(ordered))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self.commits += 1
-        self.ops += len(ordered)
-        self._deliver(ordered, outcomes)
-
-    def _commit(self, ops: list[WriteOp]) -> list[Any]:
+    def _commit(self, ops: list[Operation]) -> list[Any]:
         isolated = False
         attempt = 0
         while True:
@@ -205,7 +156,7 @@ class GroupCommitter:
                 isolated = True
             except DBAPIError as exc:
                 # A failed COMMIT can leave the transaction open: start from a clean connection.
-                self._release()
+                self.close()
                 attempt += 1
                 # A connection lost before COMMIT was sent committed nothing: run the batch
                 # again on a new one. (Lost during COMMIT, the outcome is unknown: it fails.)
@@ -217,14 +168,14 @@ class GroupCommitter:
                 if attempt >= self._retries:
                     raise Aborted("write conflict persisted; retry", retry_after_s=0.05) from exc
             except BaseException:
-                self._release()
+                self.close()
                 raise
 
     @staticmethod
-    def _run_shared(conn: Connection, ops: list[WriteOp]) -> list[Any]:
+    def _run_shared(conn: Connection, ops: list[Operation]) -> list[Any]:
         """Drive every operation a statement per round; any failure means _Isolate."""
         outcomes: list[Any] = [None] * len(ops)
-        gens = [op.run() for op in ops]
+        gens = [op() for op in ops]
         try:
             pending: list[tuple[int, Step]] = []
             for i, gen in enumerate(gens):
@@ -251,9 +202,9 @@ class GroupCommitter:
         return outcomes
 
     @staticmethod
-    def _run_isolated(conn: Connection, op: WriteOp) -> Any:
+    def _run_isolated(conn: Connection, op: Operation) -> Any:
         savepoint = conn.begin_nested()
-        gen = op.run()
+        gen = op()
         try:
             step = next(gen)
             while True:
@@ -269,6 +220,83 @@ class GroupCommitter:
         finally:
             gen.close()
 
+
+class GroupCommitter:
+    """The writer thread: queued operations run in shared transactions (see BatchRunner)."""
+
+    def __init__(self, engine: Engine, *, batch_max: int, name: str, retries: int = 5):
+        if batch_max < 1:
+            raise ValueError("batch_max must be >= 1")
+        self._runner = BatchRunner(engine, retries=retries)
+        self._batch_max = batch_max
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._closed = False
+
+    @property
+    def commits(self) -> int:
+        return self._runner.commits
+
+    @property
+    def ops(self) -> int:
+        return self._runner.ops
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, run: Operation, order: tuple[Any, ...]) -> asyncio.Future[Any]:
+        if self._closed:
+            raise Unavailable("store is closed")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.put(WriteOp(run, order, loop, fut))
+        return fut
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the writer thread (blocking; call from a thread)."""
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _main(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._runner.close()
+
+    def _serve(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batch = [item]
+            while len(batch) < self._batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            ordered = sorted(batch, key=lambda op: op.order)
+            try:
+                outcomes = self._runner.run([op.run for op in ordered])
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit: nothing committed
+                self._deliver(ordered, [Rejected(translate(exc))] * len(ordered))
+                raise
+            self._deliver(ordered, outcomes)
+        # Anything a caller raced in after stop(): refuse it rather than leave it hanging.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                self._deliver([item], [Rejected(Unavailable("store is closed"))])
+
     @staticmethod
     def _deliver(ops: list[WriteOp], outcomes: list[Any]) -> None:
         # One wake-up per event loop per batch, not one per operation.
@@ -277,12 +305,12 @@ class GroupCommitter:
             by_loop.setdefault(op.loop, []).append((op.future, outcome))
         for loop, pairs in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_resolve, pairs)
+                loop.call_soon_threadsafe(resolve, pairs)
             except RuntimeError:  # the caller's loop is closed; nobody is waiting
                 pass
 
 
-def _resolve(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
+def resolve(pairs: Iterable[tuple[asyncio.Future[Any], Any]]) -> None:
     for fut, outcome in pairs:
         if fut.done():  # the caller was cancelled; the write still happened
             continue

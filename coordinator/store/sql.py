@@ -31,15 +31,22 @@ from coordinator.store.base import (
     Page,
     ReceiptRecord,
 )
-from coordinator.store.groupcommit import GroupCommitter, Rejected, translate
-from coordinator.store.statements import Operation, WriteStatements, single
+from coordinator.store.groupcommit import GroupCommitter, translate
+from coordinator.store.statements import WriteStatements
 from coordinator.store.tables import jobs, miners, receipts
-from core.errors import AlreadyExists, InvalidArgument, Unavailable
+from coordinator.store.writer_process import ProcessWriter
+from coordinator.store.writes import Write, operation
+from core.errors import InvalidArgument, Unavailable
 
 T = TypeVar("T")
 _LIVE = (JobState.QUEUED.value, JobState.ASSIGNED.value, JobState.RUNNING.value)
 _LEASED = (JobState.ASSIGNED.value, JobState.RUNNING.value)
 _IN_CHUNK = 500  # ids per IN (...) list: well under every backend's bind-parameter limit
+
+
+# Where the group-commit writer runs: "thread" in this process, or "process", its own
+# process with its own GIL (writer_process.py), which the coordinator uses.
+WRITERS = ("thread", "process")
 
 
 def _positive(value: int, field: str) -> None:
@@ -50,25 +57,32 @@ def _positive(value: int, field: str) -> None:
 class SqlJobStore:
     """JobStore on SQLite (`sqlite:///path/aitbc.db`) or PostgreSQL (`postgresql+psycopg://...`)."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, batch_max: int = 256):
+    def __init__(
+        self, url: str, *, pool_size: int = 5, batch_max: int = 256, writer: str = "thread"
+    ):
         _positive(pool_size, "pool_size")
         _positive(batch_max, "batch_max")
+        if writer not in WRITERS:
+            raise InvalidArgument.field("writer", f"expected one of {WRITERS}, got {writer!r}")
         self._url = engines.parse_url(url)
         self._pool_size = pool_size
         self._batch_max = batch_max
+        self._writer_kind = writer
         self._writer_engine: Engine | None = None
         self._reader_engine: Engine | None = None
         self._writer: GroupCommitter | None = None
+        self._process: ProcessWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._sql: WriteStatements | None = None
 
     @property
     def commits(self) -> int:
         """Group commits so far (each acknowledges one batch of writes)."""
-        return self._writer.commits if self._writer else 0
+        writer = self._process or self._writer
+        return writer.commits if writer else 0
 
     async def start(self) -> None:
-        if self._writer is not None:
+        if self._writer_engine is not None:
             raise RuntimeError("SqlJobStore.start() called twice")
         self._writer_engine = engines.writer_engine(self._url)
         try:
@@ -79,6 +93,19 @@ class SqlJobStore:
         self._sql = WriteStatements(self._writer_engine.dialect)
         self._reader_engine = engines.reader_engine(self._url, self._pool_size)
         self._readers = ThreadPoolExecutor(self._pool_size, thread_name_prefix="aitbc-store-read")
+        if self._writer_kind == "process":
+            # The migrations above ran here; the writer process only writes.
+            self._writer_engine.dispose()
+            process = ProcessWriter(
+                self._url.render_as_string(hide_password=False), batch_max=self._batch_max
+            )
+            try:
+                await process.start()
+            except BaseException:
+                await self.close()
+                raise
+            self._process = process
+            return
         self._writer = GroupCommitter(
             self._writer_engine, batch_max=self._batch_max, name="aitbc-store-writer"
         )
@@ -90,6 +117,8 @@ class SqlJobStore:
             migrate.upgrade(conn)
 
     async def close(self) -> None:
+        if self._process is not None:
+            await self._process.stop()
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop)
         if self._readers is not None:
@@ -100,15 +129,12 @@ class SqlJobStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _statements(self) -> WriteStatements:
-        if self._sql is None:
+    async def _write(self, write: Write) -> Any:
+        if self._process is not None:
+            return await self._process.submit(write)
+        if self._writer is None or self._sql is None:
             raise Unavailable("store is not started")
-        return self._sql
-
-    async def _write(self, run: Callable[[], Operation], order: tuple[Any, ...]) -> Any:
-        if self._writer is None:
-            raise Unavailable("store is not started")
-        return await self._writer.submit(run, order)
+        return await self._writer.submit(operation(self._sql, write), write.order)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         if self._readers is None or self._reader_engine is None:
@@ -133,22 +159,15 @@ class SqlJobStore:
     # -- writes -----------------------------------------------------------------------------
 
     async def insert_job(self, job: Job) -> Job:
-        sql = self._statements()
         row = codec.job_row(job, version=1)  # encode here: a bad value fails only its caller
         key = row["idempotency_key"]
 
-        def run() -> Operation:
-            if (yield sql.insert_job, row).rowcount == 1:
-                return None
-            if key is not None:
-                found = (yield sql.job_by_key, row).rows
-                if found:
-                    return Rejected(IdempotencyConflict(codec.job_from(found[0])))
-            raise AlreadyExists(f"job {job.job_id!r} already exists")
-
         # Same-key inserts sort together and first, so racing coordinators lock in one order.
         order = (0, job.client_id, key) if key is not None else (1, job.job_id)
-        await self._write(run, order)
+        outcome = await self._write(Write("insert_job", (row,), order))
+        if outcome is not None:
+            _, existing = outcome  # (CONFLICT, the row holding the key)
+            raise IdempotencyConflict(codec.job_from(existing))
         job.version = 1
         return job
 
@@ -160,7 +179,6 @@ class SqlJobStore:
         receipt: ReceiptRecord | None = None,
         outcome: MinerOutcome | None = None,
     ) -> bool:
-        sql = self._statements()
         params = codec.job_mutable_values(job)
         params.update(b_job_id=job.job_id, b_expect=expect_version, version=expect_version + 1)
         receipt_row = None
@@ -170,25 +188,16 @@ class SqlJobStore:
             receipt_row = codec.receipt_row(receipt)
         outcome_row = None if outcome is None else self._outcome_row(outcome)
 
-        def run() -> Operation:
-            if (yield sql.update_job, params).rowcount != 1:
-                return False
-            if receipt_row is not None and (yield sql.insert_receipt, receipt_row).rowcount != 1:
-                # Raising (not Rejected) makes the writer undo this job's update too.
-                raise AlreadyExists(f"receipt {receipt_row['receipt_id']!r} already exists")
-            if outcome_row is not None:
-                yield sql.add_outcome, outcome_row
-            return True
-
-        applied = await self._write(run, (1, job.job_id))
+        applied = await self._write(
+            Write("update_job", (params, receipt_row, outcome_row), (1, job.job_id))
+        )
         if applied:
             job.version = expect_version + 1
         return bool(applied)
 
     async def upsert_miner(self, miner: MinerRecord) -> None:
-        sql = self._statements()
         row = codec.miner_row(miner)
-        await self._write(lambda: single(sql.upsert_miner, row), (2, miner.miner_id))
+        await self._write(Write("upsert_miner", (row,), (2, miner.miner_id)))
 
     @staticmethod
     def _outcome_row(outcome: MinerOutcome) -> dict[str, Any]:
@@ -206,9 +215,8 @@ class SqlJobStore:
     async def record_miner_outcome(
         self, miner_id: str, *, completed: bool, duration_ms: int
     ) -> None:
-        sql = self._statements()
         row = self._outcome_row(MinerOutcome(miner_id, completed, duration_ms))
-        await self._write(lambda: single(sql.add_outcome, row), (2, miner_id))
+        await self._write(Write("add_outcome", (row,), (2, miner_id)))
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -113,7 +113,3 @@ class WriteStatements:
                 else None
             ),
         )
-
-
-def single(stmt: Prepared, params: dict[str, Any]) -> Operation:
-    yield stmt, params

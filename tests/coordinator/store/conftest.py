@@ -1,4 +1,5 @@
-"""Store fixtures: every contract test runs on SQLite (a temp file) and the real PostgreSQL."""
+"""Store fixtures: every contract test runs on SQLite (a temp file) and the real PostgreSQL,
+each with the writer in a thread and in its own process."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from coordinator.domain.model import Attempt, Constraints, Job, JobState, ResultRef
-from coordinator.store.sql import SqlJobStore
+from coordinator.store.sql import WRITERS, SqlJobStore
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _clock = itertools.count()
@@ -60,12 +61,21 @@ def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> st
     return url
 
 
+@pytest.fixture(params=WRITERS)
+def writer(request: pytest.FixtureRequest) -> str:
+    """Where the group-commit writer runs; a test that needs one parametrizes `writer` itself."""
+    return request.param
+
+
 @pytest.fixture
-async def make_store(store_url: str) -> AsyncIterator[Callable[..., Awaitable[SqlJobStore]]]:
+async def make_store(
+    store_url: str, writer: str
+) -> AsyncIterator[Callable[..., Awaitable[SqlJobStore]]]:
     """Open (more) stores on the test's database: several stores act as several coordinators."""
     opened: list[SqlJobStore] = []
 
     async def make(**kw: Any) -> SqlJobStore:
+        kw.setdefault("writer", writer)
         s = SqlJobStore(store_url, **kw)
         await s.start()
         opened.append(s)
@@ -158,13 +168,15 @@ def full_job() -> Job:
 
 
 class WriterGate:
-    """Holds a store's writer thread inside a batch, so the next writes pile up into one batch."""
+    """Holds a store's writes back, so the next writes pile up into one batch: the writer thread
+    is kept inside a batch; the writer process is sent nothing until open()."""
 
     def __init__(self, store: SqlJobStore):
         self._store = store
         self._entered = threading.Event()
         self._release = threading.Event()
         self.done: asyncio.Future[Any] | None = None
+        self.commits = 0 if store._process is not None else 1  # the gate's own batch
 
     def _run(self) -> Iterator[Any]:
         self._entered.set()
@@ -172,12 +184,18 @@ class WriterGate:
         yield from ()  # an operation that runs no statement
 
     async def close(self) -> None:
+        if self._store._process is not None:
+            self._store._process.hold()
+            return
         assert self._store._writer is not None
         self.done = self._store._writer.submit(self._run, (-1,))
         assert await asyncio.to_thread(self._entered.wait, 30)
 
     async def open(self) -> None:
         await asyncio.sleep(0)  # let every created task enqueue its write first
+        if self._store._process is not None:
+            self._store._process.release()
+            return
         self._release.set()
         assert self.done is not None
         await self.done

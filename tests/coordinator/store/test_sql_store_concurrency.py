@@ -15,6 +15,10 @@ from coordinator.store.base import IdempotencyConflict, ReceiptRecord
 from coordinator.store.prepared import Prepared
 from core.errors import Aborted, AlreadyExists, Internal, Unavailable
 
+# These reach into the batch runner (BatchRunner), which the writer thread and the writer
+# process share; in-process is where a test can patch it.
+THREAD_ONLY = pytest.mark.parametrize("writer", ["thread"])
+
 
 async def test_concurrent_updates_share_commits(store, make_job):
     jobs = [make_job() for _ in range(200)]
@@ -83,7 +87,8 @@ async def test_one_batch_each_caller_gets_its_own_outcome(store, make_job, write
     with pytest.raises(AlreadyExists):
         await tasks["dup_receipt"]
     await tasks["miner"]
-    assert store.commits - before == 2  # the gate's batch, then all of the above in one
+    # all of the above in one batch (after the gate's own, in the writer thread)
+    assert store.commits - before == 1 + gate.commits
 
     assert len(await store.get_jobs([j.job_id for j in good])) == 5
     assert await store.get_job(overflow.job_id) is None
@@ -92,12 +97,13 @@ async def test_one_batch_each_caller_gets_its_own_outcome(store, make_job, write
     assert (await store.get_miner("m")).completed == 1
 
 
+@THREAD_ONLY
 async def test_clean_batch_is_not_isolated_and_counters_add_up(store, make_job, writer_gate):
     """The rows of one round go as one statement per kind on SQLite: a batch where every row
     applies needs no fallback, and one miner's outcomes in one statement add up in turn."""
     jobs = [make_job() for _ in range(6)]
     isolated: list[Any] = []
-    store._writer._run_isolated = lambda conn, op: isolated.append(op)
+    store._writer._runner._run_isolated = lambda conn, op: isolated.append(op)
     gate = writer_gate(store)
     await gate.close()
     inserts = [asyncio.create_task(store.insert_job(j)) for j in jobs]
@@ -149,6 +155,7 @@ def _poison(dialect: sa.Dialect) -> Callable[[], Iterator[Any]]:
     return run
 
 
+@THREAD_ONLY
 async def test_failed_commit_acknowledges_nothing(store, make_job, writer_gate):
     existing = await store.insert_job(make_job())
     gate = writer_gate(store)
@@ -218,6 +225,7 @@ class _FakeDeadlock(Exception):
     sqlstate = "40P01"
 
 
+@THREAD_ONLY
 async def test_deadlocked_batch_is_retried_whole(store, make_job, writer_gate):
     calls = []
 
@@ -243,6 +251,7 @@ async def test_deadlocked_batch_is_retried_whole(store, make_job, writer_gate):
     assert await store.get_job(job.job_id) == job
 
 
+@THREAD_ONLY
 async def test_persistent_deadlock_aborts_the_batch(store, make_job):
     def always() -> Iterator[Any]:
         raise sa.exc.DBAPIError("UPDATE ...", None, _FakeDeadlock("deadlock detected"))
@@ -254,6 +263,7 @@ async def test_persistent_deadlock_aborts_the_batch(store, make_job):
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+@THREAD_ONLY
 async def test_writer_survives_a_dropped_connection(store, store_url, make_job):
     def backend_pid() -> Iterator[Any]:
         result = yield Prepared(sa.text("SELECT pg_backend_pid() AS pid"), dialect), {}
@@ -266,7 +276,7 @@ async def test_writer_survives_a_dropped_connection(store, store_url, make_job):
         assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
     admin.dispose()
     isolated = []
-    store._writer._run_isolated = lambda conn, op: isolated.append(op)
+    store._writer._runner._run_isolated = lambda conn, op: isolated.append(op)
     # The batch meets the dead connection before COMMIT: it runs again, whole, on a new one.
     jobs = await asyncio.gather(*(store.insert_job(make_job()) for _ in range(3)))
     for job in jobs:
