@@ -9,6 +9,7 @@ from pathlib import Path
 
 from coordinator.domain.settings import DEFAULT_SERVICES, Settings
 from coordinator.domain.validation import Limits
+from core.eventloop import LOOPS
 from core.server import ServerConfig
 
 KiB, MiB = 1024, 1024 * 1024
@@ -143,6 +144,9 @@ class CoordinatorConfig:
     )
     hmac_skew_s: int = _f(
         300, "Accepted clock difference of signed requests, seconds.", min=1, max=3600
+    )
+    event_loop: str = _f(
+        "uvloop", "Event loop the coordinator runs on (uvloop is faster).", choices=LOOPS
     )
     log_level: str = _f("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _f("json", "Log line format.", choices=("json", "text"))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from coordinator.app import CoordinatorApp
 from coordinator.config import CoordinatorConfig
+from core import eventloop
 from core.config import ConfigError, load_config, render_env_example
 from core.logging import setup_logging
 from core.server import serve_until_signal
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     setup_logging(config.log_level, config.log_format)
     try:
-        asyncio.run(serve(config))
+        eventloop.run(serve(config), config.event_loop)
     except OSError as exc:
         print(f"aitbc-coordinator: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -30,6 +30,7 @@ import os
 import pickle
 import signal
 import socket
+import subprocess
 import sys
 from collections import deque
 from typing import Any
@@ -118,7 +119,7 @@ class ProcessWriter:
         self._closed = False
         self._link: _Link | None = None
         self._transport: asyncio.Transport | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._ready: asyncio.Future[int] | None = None
         self._respawning: asyncio.Task[None] | None = None
         self.commits = 0  # batch commits the writer process reported
@@ -133,13 +134,14 @@ class ProcessWriter:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "coordinator.store.writer_process",
-                str(theirs.fileno()),
+            # subprocess (vfork + exec), not the event loop's subprocess support: uvloop's
+            # libuv forks, and gRPC's fork handlers can crash the child before its exec
+            # (seen as SIGSEGV exits of ffmpeg under uvloop in the miner agent).
+            self._proc = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, "-m", "coordinator.store.writer_process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
             )
         except BaseException:
             ours.close()
@@ -175,11 +177,11 @@ class ProcessWriter:
         if proc is None:
             return
         try:
-            await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT_S)
-        except TimeoutError:
+            await asyncio.to_thread(proc.wait, _STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
             log.error("the store writer process did not exit; killing it")
             proc.kill()
-            await proc.wait()
+            await asyncio.to_thread(proc.wait)
 
     def submit(self, write: Write) -> asyncio.Future[Any]:
         if self._closed or self._loop is None:
