@@ -52,9 +52,7 @@ class Rejected:
 @dataclass(slots=True)
 class WriteOp:
     run: Operation
-    # Lock-order key: batches sort by it (stable), so two coordinators on one PostgreSQL database
-    # take row locks in the same order and rarely deadlock; per-row order is kept.
-    order: tuple[Any, ...]
+    order: tuple[Any, ...]  # the lock-order key (see writes.Write.order)
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
 
@@ -105,7 +103,6 @@ class BatchRunner:
         # own statements on SQLite. Replaced when it is invalidated (see _connection).
         self._conn: Connection | None = None
         self.commits = 0  # successful batch commits (tests and metrics read it)
-        self.ops = 0  # operations acknowledged by those commits
 
     def run(self, ops: list[Operation]) -> list[Any]:
         """Each operation's outcome, or Rejected(...) for every one when nothing committed.
@@ -120,7 +117,6 @@ class BatchRunner:
                 raise
             return [Rejected(translate(exc))] * len(ops)
         self.commits += 1
-        self.ops += len(ops)
         return outcomes
 
     def close(self) -> None:
@@ -236,10 +232,6 @@ class GroupCommitter:
     @property
     def commits(self) -> int:
         return self._runner.commits
-
-    @property
-    def ops(self) -> int:
-        return self._runner.ops
 
     def start(self) -> None:
         self._thread.start()

@@ -90,7 +90,6 @@ class SqlJobStore:
         except BaseException:
             self._writer_engine.dispose()
             raise
-        self._sql = WriteStatements(self._writer_engine.dialect)
         self._reader_engine = engines.reader_engine(self._url, self._pool_size)
         self._readers = ThreadPoolExecutor(self._pool_size, thread_name_prefix="aitbc-store-read")
         if self._writer_kind == "process":
@@ -106,6 +105,7 @@ class SqlJobStore:
                 raise
             self._process = process
             return
+        self._sql = WriteStatements(self._writer_engine.dialect)
         self._writer = GroupCommitter(
             self._writer_engine, batch_max=self._batch_max, name="aitbc-store-writer"
         )
@@ -134,7 +134,7 @@ class SqlJobStore:
             return await self._process.submit(write)
         if self._writer is None or self._sql is None:
             raise Unavailable("store is not started")
-        return await self._writer.submit(operation(self._sql, write), write.order)
+        return await self._writer.submit(operation(self._sql, write.kind, write.args), write.order)
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         if self._readers is None or self._reader_engine is None:

@@ -12,7 +12,7 @@ ends are this program, started by ProcessWriter with the same interpreter; nothi
 ever reaches the socket, and the database URL goes over it rather than on the command line.
 
 - coordinator -> writer: first a config dict, then lists of (id, kind, args, order).
-- writer -> coordinator: ("ready", pid), then ("done", [(id, outcome), ...], commits, ops) per
+- writer -> coordinator: ("ready", pid), then ("done", [(id, outcome), ...], commits) per
   batch. Outcomes are plain values or Rejected(AitbcError).
 
 The writer exits when its socket closes (the coordinator stopped, or was killed). It ignores
@@ -38,7 +38,7 @@ from typing import Any
 from coordinator.store import engines
 from coordinator.store.groupcommit import BatchRunner, Rejected, resolve
 from coordinator.store.statements import WriteStatements
-from coordinator.store.writes import OPERATIONS, Write
+from coordinator.store.writes import Write, operation
 from core import logging as aitbc_logging
 from core.errors import Internal, Unavailable
 
@@ -123,7 +123,6 @@ class ProcessWriter:
         self._ready: asyncio.Future[int] | None = None
         self._respawning: asyncio.Task[None] | None = None
         self.commits = 0  # batch commits the writer process reported
-        self.ops = 0
         self.pid = 0  # the writer process (tests kill it)
 
     async def start(self) -> None:
@@ -238,7 +237,7 @@ class ProcessWriter:
     def _on_message(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "done":
-            _, outcomes, self.commits, self.ops = message
+            _, outcomes, self.commits = message
             pending = self._pending
             resolve([(pending.pop(i), outcome) for i, outcome in outcomes if i in pending])
             self._unanswered -= len(outcomes)
@@ -313,10 +312,11 @@ def _gone() -> Unavailable:
 
 def _serve(sock: socket.socket) -> None:
     frames = FrameReader()
-    inbox: deque[Any] = deque()
+    messages: deque[Any] = deque()  # received, not handled yet
     eof = False
 
     def receive(block: bool) -> None:
+        """Read what has arrived; with block, first wait for at least one whole message."""
         nonlocal eof
         sock.setblocking(block)
         while not eof:
@@ -327,15 +327,15 @@ def _serve(sock: socket.socket) -> None:
             if not data:
                 eof = True
                 return
-            inbox.extend(frames.feed(data))
-            if block and inbox:
+            messages.extend(frames.feed(data))
+            if block and messages:
                 sock.setblocking(False)
                 block = False
 
     receive(block=True)
-    if not inbox:
+    if not messages:
         return
-    config = inbox.popleft()
+    config = messages.popleft()
     if config["logging"] is not None:
         aitbc_logging.setup_logging(*config["logging"])
     engine = engines.writer_engine(engines.parse_url(config["url"]))
@@ -346,31 +346,25 @@ def _serve(sock: socket.socket) -> None:
     writes: deque[tuple[Any, ...]] = deque()
     try:
         while True:
-            for message in inbox:
-                writes.extend(message)
-            inbox.clear()
+            # Wait only when idle; otherwise everything already here joins the next batch.
+            receive(block=not writes and not messages)
+            while messages:
+                writes.extend(messages.popleft())
             if not writes:
                 if eof:
                     return
-                receive(block=True)
                 continue
-            receive(block=False)  # everything already here joins this batch
-            for message in inbox:
-                writes.extend(message)
-            inbox.clear()
-            batch = [writes.popleft() for _ in range(min(batch_max, len(writes)))]
-            batch.sort(key=lambda item: item[3])
-            ops = []
-            for _, kind, args, _ in batch:
-                op = OPERATIONS[kind]
-                ops.append(lambda op=op, args=args: op(sql, *args))
-            outcomes = runner.run(ops)
+            batch = sorted(
+                (writes.popleft() for _ in range(min(batch_max, len(writes)))),
+                key=lambda item: item[3],
+            )
+            outcomes = runner.run([operation(sql, kind, args) for _, kind, args, _ in batch])
             answer = [(item[0], outcome) for item, outcome in zip(batch, outcomes, strict=True)]
             try:
-                data = frame(("done", answer, runner.commits, runner.ops))
+                data = frame(("done", answer, runner.commits))
             except Exception as exc:  # an outcome pickle refuses: it fails, the others go
                 log.error("a store write's outcome could not be encoded: %r", exc)
-                data = frame(("done", [_encodable(a) for a in answer], runner.commits, runner.ops))
+                data = frame(("done", [_encodable(a) for a in answer], runner.commits))
             sock.setblocking(True)
             sock.sendall(data)
     finally:

@@ -72,7 +72,7 @@ OPERATIONS: dict[str, Callable[..., Operation]] = {
 }
 
 
-def operation(sql: WriteStatements, write: Write) -> Callable[[], Operation]:
-    """The generator factory the batch runner drives for `write`."""
-    op = OPERATIONS[write.kind]
-    return lambda: op(sql, *write.args)
+def operation(sql: WriteStatements, kind: str, args: tuple[Any, ...]) -> Callable[[], Operation]:
+    """The generator factory the batch runner drives for a write of `kind` with `args`."""
+    op = OPERATIONS[kind]
+    return lambda: op(sql, *args)

@@ -71,7 +71,7 @@ async def test_killed_writer_fails_only_unanswered_writes_and_comes_back(tmp_pat
         blocker = sqlite3.connect(db, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
         stuck = asyncio.ensure_future(store.insert_job(make_job()))
-        await asyncio.sleep(0.3)
+        await _until(lambda: store._process._unanswered == 1)  # sent, held up by the lock
         assert not stuck.done()
         os.kill(old_pid, signal.SIGKILL)
         with pytest.raises(Unavailable, match="writer restarted"):
@@ -129,9 +129,8 @@ async def test_writer_ignores_sigint_and_sigterm(tmp_path, make_job):
         pid = store._process.pid
         os.kill(pid, signal.SIGINT)
         os.kill(pid, signal.SIGTERM)
-        await asyncio.sleep(0.2)
+        await store.insert_job(make_job())  # the writer ran, so both signals reached it
         assert _alive(pid)
-        await store.insert_job(make_job())
     finally:
         await store.close()
     assert not _alive(pid)
