@@ -144,11 +144,19 @@ class Client:
     def _error(self, exc: grpc.RpcError, timeout_s: float | None) -> SdkError:
         return SdkError.from_rpc_error(exc, endpoint=self.endpoint, timeout_s=timeout_s)
 
-    def _call(self, method: Callable[..., T], request: Any, **metadata: str) -> T:
+    def _call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        *,
+        timeout_s: float | None = None,
+        **metadata: str,
+    ) -> T:
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return method(request, metadata=self._metadata(**metadata), timeout=self.timeout_s)
+            return method(request, metadata=self._metadata(**metadata), timeout=timeout_s)
         except grpc.RpcError as exc:
-            raise self._error(exc, self.timeout_s) from exc
+            raise self._error(exc, timeout_s) from exc
 
     # == jobs ===============================================================================
     def submit_job(
@@ -160,16 +168,31 @@ class Client:
         ttl_seconds: int = 0,
         run_timeout_seconds: int = 0,
         idempotency_key: str | None = None,
+        wait_seconds: int = 0,
     ) -> job_pb.Job:
         """Submit a job; with `idempotency_key` a repeat of the same request returns the same
-        job (the same key with another request is ALREADY_EXISTS)."""
+        job (the same key with another request is ALREADY_EXISTS).
+
+        With `wait_seconds` (at most 60) the coordinator answers once the job is terminal or
+        the wait is over, whichever is first: one call for a short job's result. The call's
+        deadline is stretched to cover the wait.
+        """
         request = jobs_pb.SubmitJobRequest(
             payload=_payload(service, parameters),
             constraints=_constraints(constraints),
             ttl_seconds=ttl_seconds,
             run_timeout_seconds=run_timeout_seconds,
+            wait_seconds=wait_seconds,
         )
-        resp = self._call(self._jobs.SubmitJob, request, idempotency_key=idempotency_key or "")
+        timeout_s = self.timeout_s
+        if wait_seconds and timeout_s is not None:
+            timeout_s = max(timeout_s, wait_seconds + timeout_s)
+        resp = self._call(
+            self._jobs.SubmitJob,
+            request,
+            timeout_s=timeout_s,
+            idempotency_key=idempotency_key or "",
+        )
         return resp.job
 
     def get_job(self, job_id: str) -> job_pb.Job:

@@ -207,9 +207,10 @@ class Client:
             if not token:
                 return out
 
-    async def round_trips(self, n: int) -> list[float]:
-        """n jobs one at a time: SubmitJob, then WatchJob until COMPLETED; ms each, sorted."""
-        out = []
+    async def round_trips(self, n: int) -> tuple[list[float], list[float]]:
+        """n jobs one at a time, each way in turn; ms each, sorted. Watch: SubmitJob, then
+        WatchJob until COMPLETED. One call: SubmitJob with wait_seconds, answered COMPLETED."""
+        watched, one_call = [], []
         for i in range(n):
             req = jobs_pb.SubmitJobRequest(
                 payload=job_pb.JobPayload(service="echo"), ttl_seconds=600
@@ -223,9 +224,15 @@ class Client:
             async for event in watch:
                 if event.job.state == job_pb.JOB_STATE_COMPLETED:
                     break
-            out.append((time.perf_counter() - t) * 1000)
+            watched.append((time.perf_counter() - t) * 1000)
             watch.cancel()
-        return sorted(out)
+            req.wait_seconds = 30
+            t = time.perf_counter()
+            job = (await self.jobs.SubmitJob(req, metadata=self.client_md)).job
+            if job.state != job_pb.JOB_STATE_COMPLETED:
+                raise RuntimeError(f"SubmitJob with a wait answered {job.state}, not COMPLETED")
+            one_call.append((time.perf_counter() - t) * 1000)
+        return sorted(watched), sorted(one_call)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -279,7 +286,7 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
             coord.profile_off()
             client_cpu, *miner_cpu = (c.stop().percent for c in others)
             times = await client.finished(set(sent))
-            rtt = await client.round_trips(w.rtt_jobs)
+            rtt, rtt1 = await client.round_trips(w.rtt_jobs)
         finally:
             await client.close()
             miner_lines = await (
@@ -306,6 +313,8 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
         server_cpu_ms_per_job=1000 * cpu.cpu / w.jobs,
         rtt_p50_ms=percentile(rtt, 50),
         rtt_p99_ms=percentile(rtt, 99),
+        rtt1_p50_ms=percentile(rtt1, 50),
+        rtt1_p99_ms=percentile(rtt1, 99),
         extra={
             "submit_s": round(t_submitted - t0, 3),
             "threads": cpu.top_threads(),

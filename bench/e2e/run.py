@@ -33,6 +33,8 @@ p50/p99: AITBC finished_at - created_at (server clock); Celery date_done - clien
 send p50: completion time - client send time, both sides (same clock: one machine).
 rtt p50/p99: one job at a time after the burst: send -> client sees completion (AITBC
   SubmitJob + WatchJob stream; Celery apply_async + AsyncResult.get, Redis pub/sub).
+rtt1 p50: the same as one call: SubmitJob with wait_seconds, answered once COMPLETED
+  (AITBC only, alternating with the rtt jobs; rtt1 x is against Celery's rtt p50).
 cpu ms/job: CPU of the coordinator process / Celery worker node (parent + children) per job;
   PostgreSQL and Redis server CPU not included.
 thr x, p50 x, send x, rtt x: ratio to Celery (jobs/s: higher is better; latencies: lower)."""

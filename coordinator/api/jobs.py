@@ -51,11 +51,15 @@ class JobServicer(pb_grpc.JobServiceServicer):
             ttl_s=request.ttl_seconds,
             run_timeout_s=request.run_timeout_seconds,
             limits=self.c.settings.limits,
+            wait_s=request.wait_seconds,
         )
+        client_id = current_principal().id
         job, created = await self.c.submit(
-            current_principal().id, spec, metadata_value(context, "idempotency-key")
+            client_id, spec, metadata_value(context, "idempotency-key")
         )
         set_response_header("x-http-code", "201" if created else "200")
+        if spec.wait_s:
+            job = await self.c.settle(job, client_id=client_id, wait_s=spec.wait_s)
         return pb.SubmitJobResponse(job=self._pb(job), created=created)
 
     async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:

@@ -307,6 +307,21 @@ class Coordinator:
                 if not watchers:
                     del self._watchers[job_id]
 
+    async def settle(self, job: Job, *, client_id: str | None, wait_s: float) -> Job:
+        """The job once it is terminal, or as it is after wait_s seconds (SubmitJob's wait)."""
+        if wait_s <= 0 or job.state.terminal:
+            return job
+        with contextlib.suppress(TimeoutError):
+            async with (
+                asyncio.timeout(wait_s),
+                contextlib.aclosing(self.watch(job.job_id, client_id=client_id)) as events,
+            ):
+                async for _event, seen in events:
+                    job = seen
+                    if seen.state.terminal:
+                        break
+        return job
+
     # == change fan-out =====================================================================
     def _on_change(self, old: Job | None, new: Job) -> None:
         if (

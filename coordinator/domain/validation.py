@@ -66,6 +66,10 @@ class Limits:
     max_inline_result_bytes: int
 
 
+# SubmitJob's wait_seconds: how long one call may hold its answer for the job to end.
+MAX_SUBMIT_WAIT_S = 60
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitSpec:
     service: str
@@ -73,6 +77,8 @@ class SubmitSpec:
     constraints: Constraints
     ttl_s: int
     run_timeout_s: int
+    # Not part of the job (nor of its idempotency hash): how long the call waits for its end.
+    wait_s: int = 0
 
 
 def submit(
@@ -89,6 +95,7 @@ def submit(
     ttl_s: int,
     run_timeout_s: int,
     limits: Limits,
+    wait_s: int = 0,
 ) -> SubmitSpec:
     v: list[tuple[str, str]] = []
     if not service:
@@ -141,6 +148,8 @@ def submit(
                 f"must be at most {limits.max_run_timeout_s}, got {run_timeout_s}",
             )
         )
+    if wait_s > MAX_SUBMIT_WAIT_S:
+        v.append(("wait_seconds", f"must be at most {MAX_SUBMIT_WAIT_S}, got {wait_s}"))
     errors.collect(v)
     return SubmitSpec(
         service=service,
@@ -156,6 +165,7 @@ def submit(
         ),
         ttl_s=ttl_s or limits.default_ttl_s,
         run_timeout_s=run_timeout_s or limits.default_run_timeout_s,
+        wait_s=wait_s,
     )
 
 

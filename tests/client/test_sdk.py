@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import grpc
 import pytest
 from aitbc.coordinator.v1 import job_pb2 as job_pb
+from google.protobuf import json_format
 
 from client.errors import SdkError
 from client.sdk import Client, job_state, miner_status
@@ -68,6 +71,21 @@ def test_watch_and_wait_follow_a_job_to_completion(coord):
         assert done.state == job_pb.JOB_STATE_COMPLETED
         result = c.get_result(job.job_id)
         assert result.result.WhichOneof("kind") == "inline"
+
+
+def test_submit_with_wait_answers_with_the_finished_job(coord):
+    miner = coord.miner()
+    with coord.client() as c, ThreadPoolExecutor(1) as pool:
+        call = pool.submit(c.submit_job, "echo", {"x": 1}, wait_seconds=20)
+        a = coord.assignment(miner)
+        coord.call(miner.result, a, {"y": 2})
+        job = call.result(timeout=30)
+        assert job.state == job_pb.JOB_STATE_COMPLETED
+        assert json_format.MessageToDict(job.result.inline) == {"y": 2}
+        with pytest.raises(SdkError) as info:
+            c.submit_job("echo", {}, wait_seconds=61)
+    assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert "wait_seconds" in str(info.value)
 
 
 def test_errors_carry_code_reason_and_fields(coord):

@@ -151,6 +151,7 @@ async def test_bad_input_names_the_field(api):
     cases = [
         ({"payload": {"service": "nope"}}, "payload.service"),
         ({"payload": {"service": "echo"}, "ttl_seconds": 10**8}, "ttl_seconds"),
+        ({"payload": {"service": "echo"}, "waitSeconds": 61}, "wait_seconds"),
         ({"payload": {"service": "echo"}, "constraints": {"priority": 12}}, "constraints.priority"),
         (
             {"payload": {"service": "echo"}, "constraints": {"max_price": "-1"}},

@@ -9,16 +9,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("payload", "constraints", "ttl_seconds", "run_timeout_seconds")
+    __slots__ = ("payload", "constraints", "ttl_seconds", "run_timeout_seconds", "wait_seconds")
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RUN_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     payload: _job_pb2.JobPayload
     constraints: _job_pb2.JobConstraints
     ttl_seconds: int
     run_timeout_seconds: int
-    def __init__(self, payload: _Optional[_Union[_job_pb2.JobPayload, _Mapping]] = ..., constraints: _Optional[_Union[_job_pb2.JobConstraints, _Mapping]] = ..., ttl_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ...) -> None: ...
+    wait_seconds: int
+    def __init__(self, payload: _Optional[_Union[_job_pb2.JobPayload, _Mapping]] = ..., constraints: _Optional[_Union[_job_pb2.JobConstraints, _Mapping]] = ..., ttl_seconds: _Optional[int] = ..., run_timeout_seconds: _Optional[int] = ..., wait_seconds: _Optional[int] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job", "created")
