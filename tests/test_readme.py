@@ -53,6 +53,7 @@ async def test_readme_examples_against_the_devnet(tmp_path):
 
         out = await run(["bash", "-euo", "pipefail", "-s"], tmp_path, ports(block("rest")))
         assert '"state":"JOB_STATE_COMPLETED"' in out and '"purpose":"signing"' in out
+        assert out.rstrip().endswith("JOB_STATE_COMPLETED")  # the one-call submit
         assert (tmp_path / "receipt.json").read_bytes().startswith(b'{"artifact_hash":"sha256:')
         out = await run(["bash", "-euo", "pipefail", "-s"], tmp_path, ports(block("poll")))
         assert "True" in out and '"state":"JOB_STATE_COMPLETED"' in out
