@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from coordinator.domain.model import Attempt, Job, JobState, ResultRef
+from coordinator.domain.model import Attempt, Job, JobState, ResultRef, copy_job
 from core import errors
 
 Q, A, R = JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING
@@ -36,7 +36,9 @@ def _moved(job: Job, dst: JobState) -> Job:
             reason="invalid_transition",
             metadata={"from": job.state.value, "to": dst.value},
         )
-    return replace(job, state=dst, attempts=list(job.attempts))
+    new = copy_job(job)
+    new.state, new.attempts = dst, list(job.attempts)
+    return new
 
 
 def _close_attempt(job: Job, outcome: str, reason: str, now: float) -> None:
@@ -81,7 +83,8 @@ def progress(job: Job, *, fraction: float, message: str, now: float) -> Job:
         raise errors.FailedPrecondition(
             f"job {job.job_id} is {job.state.value}: no progress accepted", reason="not_running"
         )
-    new = replace(job, attempts=list(job.attempts))
+    new = copy_job(job)
+    new.attempts = list(job.attempts)
     new.progress_fraction = max(job.progress_fraction, min(1.0, max(0.0, fraction)))
     new.progress_message, new.progress_at = message, now
     return new

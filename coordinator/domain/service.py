@@ -16,7 +16,7 @@ from coordinator.domain import lifecycle, validation
 from coordinator.domain.book import JobBook
 from coordinator.domain.dispatch import Dispatcher
 from coordinator.domain.matching import DefaultRanker, MinerProfile, MinerRanker
-from coordinator.domain.model import Job, JobState, MinerRecord, ResultRef
+from coordinator.domain.model import Job, JobState, MinerRecord, ResultRef, copy_job
 from coordinator.domain.sessions import (
     AckOut,
     AssignmentOut,
@@ -247,9 +247,8 @@ class Coordinator:
         """The job with the progress held in memory (newer than the stored one)."""
         live = self._progress.get(job.job_id)
         if live and job.state.leased and (job.progress_at or 0) < live[2]:
-            job = replace(
-                job, progress_fraction=live[0], progress_message=live[1], progress_at=live[2]
-            )
+            job = copy_job(job)
+            job.progress_fraction, job.progress_message, job.progress_at = live[:3]
         return job
 
     def waiting_reason(self, job: Job) -> str:
