@@ -92,6 +92,13 @@ class CoordinatorConfig:
         min=0.05,
         max=60,
     )
+    watch_poll_interval_s: float = _f(
+        2.0,
+        "How often watched jobs are read again for changes made by other coordinator processes, "
+        "seconds (one read covers every watcher).",
+        min=0.05,
+        max=60,
+    )
     start_write_delay_ms: int = _f(
         50,
         "How long a miner's 'started' report may wait to share the write of the job's result "
@@ -189,6 +196,7 @@ class CoordinatorConfig:
             missed_heartbeats=self.missed_heartbeats,
             sweep_interval_s=self.sweep_interval_s,
             refill_interval_s=self.queue_refill_interval_s,
+            watch_poll_interval_s=self.watch_poll_interval_s,
             start_write_delay_s=self.start_write_delay_ms / 1000,
             max_poll_wait_s=self.max_poll_wait_s,
             coordinator_id=self.coordinator_id,

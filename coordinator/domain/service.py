@@ -124,6 +124,7 @@ class Coordinator:
         )
         self.receipts = receipts
         self._watchers: dict[str, set[asyncio.Queue[tuple[str, Job]]]] = {}
+        self._watched_version: dict[str, int] = {}  # job id -> a version all its watchers heard
         self._progress: dict[
             str, tuple[float, str, float, float]
         ] = {}  # fraction, msg, at, persisted mono
@@ -146,6 +147,10 @@ class Coordinator:
                 ),
                 asyncio.create_task(
                     self._loop(self.reconcile, self.settings.reconcile_interval_s), name="reconcile"
+                ),
+                asyncio.create_task(
+                    self._loop(self.poll_watched, self.settings.watch_poll_interval_s),
+                    name="watch-poll",
                 ),
             ]
 
@@ -284,17 +289,17 @@ class Coordinator:
             if job is None or (client_id is not None and job.client_id != client_id):
                 raise errors.NotFound("job", job_id)
             job = await self.view(job)
+            # What every watcher of the job has heard is at least the lowest snapshot version.
+            heard = self._watched_version.get(job_id)
+            self._watched_version[job_id] = (
+                job.version if heard is None else min(heard, job.version)
+            )
             yield "snapshot", job
             version = job.version
             while not job.state.terminal:
-                try:
-                    event, job = await asyncio.wait_for(queue.get(), timeout=2.0)
-                except TimeoutError:
-                    # Changes made by another coordinator process reach us through the store.
-                    fresh = await self.store.get_job(job_id)
-                    if fresh is None or fresh.version == version:
-                        continue
-                    event, job = "state", await self.view(fresh)
+                # Changes made here arrive through _publish; those made by other coordinator
+                # processes through poll_watched.
+                event, job = await queue.get()
                 if event == "state" and job.version <= version:
                     continue
                 version = max(version, job.version)
@@ -305,6 +310,18 @@ class Coordinator:
                 watchers.discard(queue)
                 if not watchers:
                     del self._watchers[job_id]
+                    self._watched_version.pop(job_id, None)
+
+    async def poll_watched(self) -> None:
+        """Watched jobs that another coordinator process changed: their watchers hear it.
+
+        One read covers every watched job (not one read per watcher and interval), and only a
+        version newer than all of the job's watchers have heard is passed on."""
+        if not self._watchers:
+            return
+        for fresh in await self.store.get_jobs(list(self._watchers)):
+            if fresh.version > self._watched_version.get(fresh.job_id, -1):
+                self._publish(fresh.job_id, "state", self._live(fresh))
 
     async def settle(self, job: Job, *, client_id: str | None, wait_s: float) -> Job:
         """The job once it is terminal, or as it is after wait_s seconds (SubmitJob's wait)."""
@@ -340,8 +357,13 @@ class Coordinator:
         self._publish(new.job_id, "state", new)
 
     def _publish(self, job_id: str, event: str, job: Job) -> None:
-        for q in self._watchers.get(job_id, ()):
-            q.put_nowait((event, job))
+        watchers = self._watchers.get(job_id)
+        if watchers:
+            # Every watcher gets this one: they have all heard at least its version.
+            heard = self._watched_version.get(job_id, -1)
+            self._watched_version[job_id] = max(heard, job.version)
+            for q in watchers:
+                q.put_nowait((event, job))
 
     def _deliver_assignment(self, session: MinerSession, out: AssignmentOut) -> None:
         if self.sessions.get(session.miner_id) is not session:

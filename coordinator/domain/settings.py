@@ -31,6 +31,8 @@ class Settings:
     reconcile_interval_s: float = 5.0
     refill_interval_s: float = 1.0
     refill_limit: int = 5000
+    # Watched jobs are read again this often: other processes' changes reach the watchers.
+    watch_poll_interval_s: float = 2.0
     progress_persist_interval_s: float = 2.0
     # A miner's "started" is written this long after it arrives, unless the job's result or
     # failure comes first and carries it in the same write (short jobs: one write, not two).

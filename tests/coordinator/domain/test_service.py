@@ -574,3 +574,50 @@ async def test_started_for_a_stale_lease_is_refused(env):
     with pytest.raises(errors.InvalidArgument):
         coord.note_started("m1", a.lease_id, "not-a-job-id")
     assert not coord.note_started("m1", a.lease_id, "job_" + "1" * 32)  # not in memory
+
+
+async def test_watchers_hear_changes_made_by_another_process(env):
+    coord, clock, store = env
+    queued, _ = await coord.submit("alice", spec(coord))
+    other, _ = await coord.submit("alice", spec(coord))
+    # Two watchers of one job, one of another; their snapshots come from this process.
+    watches = [coord.watch(j.job_id, client_id="alice") for j in (queued, queued, other)]
+    for w in watches:
+        assert (await anext(w))[0] == "snapshot"
+    # A second coordinator process on the same store cancels both jobs.
+    coord2 = Coordinator(store, settings=Settings(), clock=clock)
+    await coord2.start(background=False)
+    await coord2.cancel(queued.job_id, client_id="alice")
+    await coord2.cancel(other.job_id, client_id="alice")
+    await coord.poll_watched()  # one read of every watched job (the background loop's step)
+    for w in watches:
+        event, seen = await asyncio.wait_for(anext(w), 5)
+        assert (event, seen.state) == ("state", JobState.CANCELED)
+        with pytest.raises(StopAsyncIteration):  # terminal: the watch ends
+            await anext(w)
+    assert coord._watchers == {} and coord._watched_version == {}
+    await coord2.stop()
+
+
+async def test_a_poll_passes_on_only_what_the_watchers_have_not_heard(env):
+    coord, clock, store = env
+    job, _ = await coord.submit("alice", spec(coord))
+    w = coord.watch(job.job_id, client_id="alice")
+    assert (await anext(w))[0] == "snapshot"
+    (queue,) = coord._watchers[job.job_id]
+    await coord.poll_watched()
+    assert queue.empty()  # nothing changed: nobody is woken
+    # Another process on the same store assigns the job to its miner.
+    coord2 = Coordinator(store, settings=Settings(), clock=clock)
+    await coord2.start(background=False)
+    await coord2.connect("m1", mode="stream", caps=CAPS)
+    await pump(coord2)
+    assert (await store.get_job(job.job_id)).state is JobState.ASSIGNED
+    await coord.poll_watched()
+    event, seen = await asyncio.wait_for(anext(w), 5)
+    assert (event, seen.state, seen.miner_id) == ("state", JobState.ASSIGNED, "m1")
+    await coord.poll_watched()
+    assert queue.empty()  # heard already: not passed on twice
+    await w.aclose()
+    assert coord._watchers == {} and coord._watched_version == {}
+    await coord2.stop()

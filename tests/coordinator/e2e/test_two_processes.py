@@ -100,3 +100,49 @@ async def test_two_processes_never_double_assign(tmp_path, pg_schema_url):
         await c.close()
     for p in procs:
         assert await p.terminate() == 0
+
+
+async def test_watch_and_wait_on_one_process_hear_a_job_the_other_ran(tmp_path, pg_schema_url):
+    procs = []
+    for name in ("a", "b"):
+        env = {
+            **KEYS,
+            "AITBC_DATA_DIR": str(tmp_path / name),
+            "AITBC_DATABASE_URL": pg_schema_url,
+            "AITBC_LOG_LEVEL": "WARNING",
+            "AITBC_QUEUE_REFILL_INTERVAL_S": "0.1",
+            "AITBC_WATCH_POLL_INTERVAL_S": "0.1",
+        }
+        procs.append(await CoordinatorProcess(env).start())
+    # The only miner is on process b; the client talks to process a.
+    miner = await StreamMiner(procs[1].grpc_target, MINERS["m0"], caps(slots=2)).start()
+
+    async def serve() -> None:
+        while True:
+            a = (await miner.next("assignment", timeout=60)).assignment
+            miner.result(a, {"ran_on": "b"})
+
+    task = asyncio.create_task(serve())
+    async with grpc.aio.insecure_channel(procs[0].grpc_target) as channel:
+        stub = jobs_grpc.JobServiceStub(channel)
+        job = (
+            await stub.SubmitJob(
+                jobs_pb.SubmitJobRequest(payload=job_pb.JobPayload(service="echo")), metadata=ALICE
+            )
+        ).job
+        states = []
+        watch = stub.WatchJob(jobs_pb.WatchJobRequest(job_id=job.job_id), metadata=ALICE)
+        async for event in watch:
+            states.append(event.job.state)
+        assert states[0] == job_pb.JOB_STATE_QUEUED and states[-1] == job_pb.JOB_STATE_COMPLETED
+        # One call: process a answers with the result process b's miner delivered.
+        waited = await stub.SubmitJob(
+            jobs_pb.SubmitJobRequest(payload=job_pb.JobPayload(service="echo"), wait_seconds=30),
+            metadata=ALICE,
+        )
+        assert waited.job.state == job_pb.JOB_STATE_COMPLETED
+        assert waited.job.miner_id == "m0" and waited.job.result.inline.struct_value
+    task.cancel()
+    await miner.abort()
+    for p in procs:
+        assert await p.terminate() == 0
