@@ -123,7 +123,10 @@ class Coordinator:
             self._deliver_assignment,
         )
         self.receipts = receipts
-        self._watchers: dict[str, set[asyncio.Queue[tuple[str, Job]]]] = {}
+        # job id -> its watchers' queues; (event, None) tells a settle() the coordinator stops.
+        self._watchers: dict[str, set[asyncio.Queue[tuple[str, Job | None]]]] = {}
+        self._stop_queues: set[asyncio.Queue[tuple[str, Job | None]]] = set()  # settle()'s
+        self._stopped = False
         self._watched_version: dict[str, int] = {}  # job id -> a version all its watchers heard
         self._progress: dict[
             str, tuple[float, str, float, float]
@@ -135,6 +138,7 @@ class Coordinator:
 
     # == lifecycle of the service ===========================================================
     async def start(self, *, background: bool = True) -> None:
+        self._stopped = False
         await self.recover()
         if background:
             self._tasks = [
@@ -155,6 +159,9 @@ class Coordinator:
             ]
 
     async def stop(self) -> None:
+        self._stopped = True
+        for queue in self._stop_queues:
+            queue.put_nowait(("stop", None))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -277,12 +284,23 @@ class Coordinator:
             raise errors.InvalidArgument.field("page_size", f"must be at most 500, got {page_size}")
         return await self.store.list_jobs(flt, limit=page_size or 50, cursor=cursor)
 
-    async def watch(self, job_id: str, *, client_id: str | None) -> AsyncIterator[tuple[str, Job]]:
+    def watch(self, job_id: str, *, client_id: str | None) -> AsyncIterator[tuple[str, Job]]:
+        """("snapshot", job), then ("state" | "progress", job) until the job is terminal."""
+        return self._follow(job_id, client_id=client_id, ends_on_stop=False)
+
+    async def _follow(
+        self, job_id: str, *, client_id: str | None, ends_on_stop: bool
+    ) -> AsyncIterator[tuple[str, Job]]:
+        """watch(); with ends_on_stop the events also end when this coordinator stops."""
         validation.job_id(job_id)
         # Listen before reading: a change committed between the read and the subscription
         # would otherwise be heard only by the next poll of the store.
-        queue: asyncio.Queue[tuple[str, Job]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, Job | None]] = asyncio.Queue()
         self._watchers.setdefault(job_id, set()).add(queue)
+        if ends_on_stop:
+            self._stop_queues.add(queue)
+            if self._stopped:
+                queue.put_nowait(("stop", None))
         try:
             # A live job this process changed last is in memory; anything else is read.
             job = self.book.cached(job_id) or await self.store.get_job(job_id)
@@ -299,12 +317,16 @@ class Coordinator:
             while not job.state.terminal:
                 # Changes made here arrive through _publish; those made by other coordinator
                 # processes through poll_watched.
-                event, job = await queue.get()
+                event, seen = await queue.get()
+                if seen is None:  # "stop": the coordinator is stopping
+                    return
+                job = seen
                 if event == "state" and job.version <= version:
                     continue
                 version = max(version, job.version)
                 yield event, job
         finally:
+            self._stop_queues.discard(queue)
             watchers = self._watchers.get(job_id)
             if watchers is not None:
                 watchers.discard(queue)
@@ -324,14 +346,14 @@ class Coordinator:
                 self._publish(fresh.job_id, "state", self._live(fresh))
 
     async def settle(self, job: Job, *, client_id: str | None, wait_s: float) -> Job:
-        """The job once it is terminal, or as it is after wait_s seconds (SubmitJob's wait)."""
-        if wait_s <= 0 or job.state.terminal:
+        """The job once it is terminal, or as it is after wait_s seconds or when this
+        coordinator stops, whichever is first (SubmitJob's wait: a drain answers it at once
+        rather than holding the shutdown up)."""
+        if wait_s <= 0 or job.state.terminal or self._stopped:
             return job
+        events = self._follow(job.job_id, client_id=client_id, ends_on_stop=True)
         with contextlib.suppress(TimeoutError):
-            async with (
-                asyncio.timeout(wait_s),
-                contextlib.aclosing(self.watch(job.job_id, client_id=client_id)) as events,
-            ):
+            async with asyncio.timeout(wait_s), contextlib.aclosing(events):
                 async for _event, seen in events:
                     job = seen
                     if seen.state.terminal:

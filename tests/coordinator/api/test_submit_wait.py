@@ -123,3 +123,22 @@ async def test_wait_over_the_limit_is_rejected_and_creates_nothing(api):
     assert "wait_seconds" in err.value.details()
     listed = await api.jobs.ListJobs(jobs_pb.ListJobsRequest(), metadata=api.md("alice"))
     assert list(listed.jobs) == []
+
+
+async def test_a_drain_answers_a_waiting_submit_with_the_job_as_it_is(api):
+    req = submit_request()
+    req.wait_seconds = 60
+    call = asyncio.ensure_future(api.jobs.SubmitJob(req, metadata=api.md("alice")))
+    listed = jobs_pb.ListJobsResponse()
+    for _ in range(200):  # until the job is stored and the call waits
+        listed = await api.jobs.ListJobs(jobs_pb.ListJobsRequest(), metadata=api.md("alice"))
+        if listed.jobs:
+            break
+        await asyncio.sleep(0.02)
+    assert len(listed.jobs) == 1
+    # A graceful stop with a 10 s grace: the wait is answered during the drain, not cut off.
+    stopping = asyncio.ensure_future(api.app.stop(grace_s=10))
+    resp = await asyncio.wait_for(call, 5)
+    assert resp.job.job_id == listed.jobs[0].job_id
+    assert resp.job.state == job_pb.JOB_STATE_QUEUED
+    await stopping

@@ -621,3 +621,18 @@ async def test_a_poll_passes_on_only_what_the_watchers_have_not_heard(env):
     await w.aclose()
     assert coord._watchers == {} and coord._watched_version == {}
     await coord2.stop()
+
+
+async def test_a_wait_is_answered_when_the_coordinator_stops(env):
+    coord, *_ = env
+    job, _ = await coord.submit("alice", spec(coord))
+    waiting = asyncio.create_task(coord.settle(job, client_id="alice", wait_s=60))
+    for _ in range(10):  # a few loop turns: the wait reads its snapshot and listens
+        await asyncio.sleep(0)
+    assert coord._stop_queues and not waiting.done()
+    await coord.stop()  # the drain: the wait answers with the job as it is, at once
+    seen = await asyncio.wait_for(waiting, 5)
+    assert seen.job_id == job.job_id and seen.state is JobState.QUEUED
+    assert coord._watchers == {}
+    # A wait that starts while stopped answers at once too.
+    assert (await coord.settle(job, client_id="alice", wait_s=60)).state is JobState.QUEUED
