@@ -37,17 +37,24 @@ def pg_schema_url(postgres_url):
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-async def test_two_processes_never_double_assign(tmp_path, pg_schema_url):
+async def start_two(tmp_path, url: str, **extra: str) -> list[CoordinatorProcess]:
+    """Coordinator processes "a" and "b" on one database, picking up each other's jobs fast."""
     procs = []
     for name in ("a", "b"):
         env = {
             **KEYS,
             "AITBC_DATA_DIR": str(tmp_path / name),
-            "AITBC_DATABASE_URL": pg_schema_url,
+            "AITBC_DATABASE_URL": url,
             "AITBC_LOG_LEVEL": "WARNING",
             "AITBC_QUEUE_REFILL_INTERVAL_S": "0.1",
+            **extra,
         }
         procs.append(await CoordinatorProcess(env).start())
+    return procs
+
+
+async def test_two_processes_never_double_assign(tmp_path, pg_schema_url):
+    procs = await start_two(tmp_path, pg_schema_url)
     assignments: collections.Counter[str] = collections.Counter()
     completed: set[str] = set()
     all_done = asyncio.Event()
@@ -103,17 +110,7 @@ async def test_two_processes_never_double_assign(tmp_path, pg_schema_url):
 
 
 async def test_watch_and_wait_on_one_process_hear_a_job_the_other_ran(tmp_path, pg_schema_url):
-    procs = []
-    for name in ("a", "b"):
-        env = {
-            **KEYS,
-            "AITBC_DATA_DIR": str(tmp_path / name),
-            "AITBC_DATABASE_URL": pg_schema_url,
-            "AITBC_LOG_LEVEL": "WARNING",
-            "AITBC_QUEUE_REFILL_INTERVAL_S": "0.1",
-            "AITBC_WATCH_POLL_INTERVAL_S": "0.1",
-        }
-        procs.append(await CoordinatorProcess(env).start())
+    procs = await start_two(tmp_path, pg_schema_url, AITBC_WATCH_POLL_INTERVAL_S="0.1")
     # The only miner is on process b; the client talks to process a.
     miner = await StreamMiner(procs[1].grpc_target, MINERS["m0"], caps(slots=2)).start()
 
