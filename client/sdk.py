@@ -186,7 +186,7 @@ class Client:
         )
         timeout_s = self.timeout_s
         if wait_seconds and timeout_s is not None:
-            timeout_s = max(timeout_s, wait_seconds + timeout_s)
+            timeout_s += wait_seconds  # the usual deadline, after the wait
         resp = self._call(
             self._jobs.SubmitJob,
             request,
