@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -21,6 +21,17 @@ from core import errors
 from core.receipts import VerificationResult
 
 T = TypeVar("T")
+# The keys of one submit_jobs item (those of submit_job).
+_BATCH_ITEM_KEYS = frozenset(
+    {
+        "service",
+        "parameters",
+        "constraints",
+        "ttl_seconds",
+        "run_timeout_seconds",
+        "idempotency_key",
+    }
+)
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
 TERMINAL_STATES = frozenset(
     {
@@ -194,6 +205,40 @@ class Client:
             idempotency_key=idempotency_key or "",
         )
         return resp.job
+
+    def submit_jobs(
+        self, jobs: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[job_pb.Job | None, SdkError | None]]:
+        """Submit up to 100 jobs in one call: for each, in order, (job, None) or (None, error).
+
+        Each item is a mapping with `service` and `parameters`, and optionally `constraints`,
+        `ttl_seconds`, `run_timeout_seconds` and `idempotency_key` (as for submit_job). A bad
+        item fails alone; an error of the whole call (auth, rate limit) raises.
+        """
+        request = jobs_pb.SubmitJobsRequest()
+        for i, job in enumerate(jobs):
+            unknown = set(job) - _BATCH_ITEM_KEYS
+            if unknown:
+                raise ValueError(f"jobs[{i}]: unknown keys {sorted(unknown)}")
+            request.items.add(
+                request=jobs_pb.SubmitJobRequest(
+                    payload=_payload(job["service"], job.get("parameters", {})),
+                    constraints=_constraints(job.get("constraints")),
+                    ttl_seconds=job.get("ttl_seconds", 0),
+                    run_timeout_seconds=job.get("run_timeout_seconds", 0),
+                ),
+                idempotency_key=job.get("idempotency_key") or "",
+            )
+        out: list[tuple[job_pb.Job | None, SdkError | None]] = []
+        for r in self._call(self._jobs.SubmitJobs, request).results:
+            if r.WhichOneof("outcome") == "job":
+                out.append((r.job, None))
+            else:
+                e = r.error
+                code = getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN)
+                fields = [(v.field, v.description) for v in e.field_violations]
+                out.append((None, SdkError(code, e.message, e.reason, fields)))
+        return out
 
     def get_job(self, job_id: str) -> job_pb.Job:
         return self._call(self._jobs.GetJob, jobs_pb.GetJobRequest(job_id=job_id)).job

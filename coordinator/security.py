@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Any
 
 from coordinator.auth import KeyEntry
+from coordinator.domain.validation import submit_batch_size
 from core.context import Principal
+from core.errors import InvalidArgument
 from core.hmac_auth import HmacFailure, HmacVerifier
 from core.ratelimit import MemoryRateLimiter, RedisRateLimiter
 
@@ -19,7 +22,9 @@ from core.ratelimit import MemoryRateLimiter, RedisRateLimiter
 # token; only then are the x-aitbc-http-* values (REST method, path, query, body hash) trusted.
 GATEWAY_TOKEN_KEY = "x-aitbc-gateway"
 
-SUBMIT = {"/aitbc.coordinator.v1.JobService/SubmitJob"}
+SUBMIT_ONE = "/aitbc.coordinator.v1.JobService/SubmitJob"
+SUBMIT_MANY = "/aitbc.coordinator.v1.JobService/SubmitJobs"
+SUBMIT = {SUBMIT_ONE, SUBMIT_MANY}
 CLASS_BY_SERVICE = {
     "aitbc.coordinator.v1.JobService": "read",
     "aitbc.coordinator.v1.ReceiptService": "read",
@@ -36,14 +41,27 @@ def route_class(method: str) -> str:
 
 
 class MethodRateLimiter:
-    """The pipeline's RateLimiter: one bucket per (API key, route class)."""
+    """The pipeline's RateLimiter: one bucket per (API key, route class). A SubmitJobs call
+    costs one submit token per job in it, like as many SubmitJob calls."""
 
     def __init__(self, limiter: MemoryRateLimiter | RedisRateLimiter):
         self.limiter = limiter
 
-    async def check(self, principal: Principal | None, method: str) -> None:
-        if principal is not None:
-            await self.limiter.acquire(principal.key_id, route_class(method))
+    async def check(self, principal: Principal | None, method: str, request: Any = None) -> None:
+        if principal is None:
+            return
+        cls = route_class(method)
+        cost = 1
+        if method == SUBMIT_MANY and request is not None:
+            cost = max(1, submit_batch_size(len(request.items)))
+            rule = self.limiter.rule(cls)
+            if rule is not None and cost > rule.burst:
+                raise InvalidArgument.field(
+                    "items",
+                    f"{cost} jobs exceed this key's submit burst of {rule.burst}; "
+                    f"send at most {rule.burst} per call",
+                )
+        await self.limiter.acquire(principal.key_id, cls, cost)
 
 
 class HmacRequestVerifier:

@@ -64,8 +64,10 @@ class Authenticator(Protocol):
 
 
 class RateLimiter(Protocol):
-    async def check(self, principal: Principal | None, method: str) -> None:
-        """Return to admit the call; raise core.errors.ResourceExhausted(retry_after_s=...)."""
+    async def check(self, principal: Principal | None, method: str, request: Any) -> None:
+        """Return to admit the call; raise core.errors.ResourceExhausted(retry_after_s=...).
+        `request` is the request message (None for client-streaming calls): a call may cost
+        more than one token (a batch of jobs)."""
         ...
 
 
@@ -344,7 +346,7 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
                 raw, request = request.data, request.message
             await self._verifier.verify(state.principal, state.method, state.metadata, raw)
         if self._limiter is not None:
-            await self._limiter.check(state.principal, state.method)
+            await self._limiter.check(state.principal, state.method, request)
         return request
 
     def _exit(self, method: str, code: str, start: float, tokens: tuple[Any, Any]) -> None:

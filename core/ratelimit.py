@@ -101,6 +101,10 @@ class MemoryRateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def rule(self, route_class: str) -> RateLimitRule | None:
+        """The rule that limits `route_class`, if any."""
+        return _rule_for(self._rules, route_class)
+
     async def acquire(self, key_id: str, route_class: str, cost: int = 1) -> None:
         rule = self._rules.get(route_class) or self._rules.get(DEFAULT_CLASS)
         if rule is None:
@@ -177,6 +181,10 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._script = client.register_script(_LUA)
         self._redis_error = RedisError
+
+    def rule(self, route_class: str) -> RateLimitRule | None:
+        """The rule that limits `route_class`, if any."""
+        return _rule_for(self._rules, route_class)
 
     def key(self, key_id: str, route_class: str) -> str:
         """The Redis key of one bucket (the class comes first: it never holds ':')."""

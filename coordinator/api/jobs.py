@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
@@ -19,7 +21,30 @@ from coordinator.domain import validation
 from coordinator.domain.model import Job, JobState
 from coordinator.domain.service import Coordinator
 from coordinator.store.base import JobFilter
+from core import errors
 from core.context import current_principal, set_response_header
+
+log = logging.getLogger(__name__)
+
+
+def _renamed(exc: errors.InvalidArgument, where: str) -> errors.InvalidArgument:
+    """The same refusal with its fields named from the SubmitJobs request root."""
+
+    def name(field: str) -> str:
+        if field == "Idempotency-Key":  # SubmitJob's header is the item's idempotency_key
+            return f"{where}.idempotency_key"
+        return f"{where}.request.{field}"
+
+    violations = [(name(f), d) for f, d in exc.violations]
+    message = "; ".join(f"{f}: {d}" for f, d in violations) if violations else exc.message
+    return errors.InvalidArgument(f"{where}: {message}", violations, reason=exc.reason)
+
+
+def _item_error(exc: errors.AitbcError) -> pb.SubmitJobsError:
+    out = pb.SubmitJobsError(code=exc.code.name, message=exc.message, reason=exc.reason or "")
+    for field, description in getattr(exc, "violations", ()):
+        out.field_violations.add(field=field, description=description)
+    return out
 
 
 def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
@@ -36,9 +61,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
     def _pb(self, job: Job):
         return job_to_pb(job, waiting_reason=self.c.waiting_reason(job))
 
-    async def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.SubmitJobResponse:
+    def _spec(self, request: pb.SubmitJobRequest) -> validation.SubmitSpec:
         p, c = request.payload, request.constraints
-        spec = validation.submit(
+        return validation.submit(
             service=p.service,
             parameters=struct_to_dict(p.parameters),
             gpu_names=list(c.gpu_names),
@@ -53,6 +78,9 @@ class JobServicer(pb_grpc.JobServiceServicer):
             limits=self.c.settings.limits,
             wait_s=request.wait_seconds,
         )
+
+    async def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.SubmitJobResponse:
+        spec = self._spec(request)
         client_id = current_principal().id
         job, created = await self.c.submit(
             client_id, spec, metadata_value(context, "idempotency-key")
@@ -61,6 +89,37 @@ class JobServicer(pb_grpc.JobServiceServicer):
         if spec.wait_s:
             job = await self.c.settle(job, client_id=client_id, wait_s=spec.wait_s)
         return pb.SubmitJobResponse(job=self._pb(job), created=created)
+
+    async def SubmitJobs(self, request: pb.SubmitJobsRequest, context) -> pb.SubmitJobsResponse:
+        validation.submit_batch_size(len(request.items))
+        client_id = current_principal().id
+        # Concurrently: the jobs' inserts share group commits, as concurrent SubmitJob calls do.
+        results = await asyncio.gather(
+            *(self._submit_item(client_id, i, item) for i, item in enumerate(request.items))
+        )
+        return pb.SubmitJobsResponse(results=results)
+
+    async def _submit_item(
+        self, client_id: str, i: int, item: pb.SubmitJobsItem
+    ) -> pb.SubmitJobsResult:
+        where = f"items[{i}]"
+        try:
+            try:
+                spec = self._spec(item.request)
+                if spec.wait_s:
+                    raise errors.InvalidArgument.field("wait_seconds", "must be 0 in SubmitJobs")
+                job, created = await self.c.submit(client_id, spec, item.idempotency_key)
+            except errors.InvalidArgument as exc:
+                raise _renamed(exc, where) from None
+            return pb.SubmitJobsResult(job=self._pb(job), created=created)
+        except errors.AitbcError as exc:
+            return pb.SubmitJobsResult(error=_item_error(exc))
+        except Exception:
+            # This item alone fails (the others may be stored already): never the whole call.
+            log.exception("SubmitJobs item %d failed", i)
+            return pb.SubmitJobsResult(
+                error=pb.SubmitJobsError(code="INTERNAL", message="internal error")
+            )
 
     async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:
         job = await self.c.get(request.job_id, client_id=current_principal().id)

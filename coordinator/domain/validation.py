@@ -68,6 +68,16 @@ class Limits:
 
 # SubmitJob's wait_seconds: how long one call may hold its answer for the job to end.
 MAX_SUBMIT_WAIT_S = 60
+# SubmitJobs: jobs in one call.
+MAX_SUBMIT_BATCH = 100
+
+
+def submit_batch_size(n: int) -> int:
+    if not 1 <= n <= MAX_SUBMIT_BATCH:
+        raise errors.InvalidArgument.field(
+            "items", f"must hold 1 to {MAX_SUBMIT_BATCH} jobs, got {n}"
+        )
+    return n
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,31 @@ def test_submit_with_wait_answers_with_the_finished_job(coord):
     assert "wait_seconds" in str(info.value)
 
 
+def test_submit_jobs_answers_each_item(coord):
+    with coord.client() as c:
+        results = c.submit_jobs(
+            [
+                {"service": "echo", "parameters": {"i": 0}, "idempotency_key": "b-1"},
+                {"service": "nope"},
+                {"service": "echo", "constraints": {"priority": 3}, "ttl_seconds": 60},
+            ]
+        )
+        (first, none0), (none1, err), (third, none2) = results
+        assert none0 is none1 is none2 is None
+        assert first.state == job_pb.JOB_STATE_QUEUED and third.constraints.priority == 3
+        assert err.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert [f for f, _ in err.field_violations] == ["items[1].request.payload.service"]
+        again = c.submit_jobs(
+            [{"service": "echo", "parameters": {"i": 0}, "idempotency_key": "b-1"}]
+        )
+        assert again[0][0].job_id == first.job_id
+        with pytest.raises(ValueError, match="unknown keys"):
+            c.submit_jobs([{"service": "echo", "ttl": 5}])
+        with pytest.raises(SdkError) as info:
+            c.submit_jobs([])
+    assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_errors_carry_code_reason_and_fields(coord):
     with Client(coord.target, "not-a-key", timeout_s=5) as c, pytest.raises(SdkError) as info:
         c.list_jobs()

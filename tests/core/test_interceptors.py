@@ -196,7 +196,7 @@ class Limiter:
         self.budget = budget
         self.seen: list[tuple[str | None, str]] = []
 
-    async def check(self, principal: Principal | None, method: str) -> None:
+    async def check(self, principal: Principal | None, method: str, request=None) -> None:
         self.seen.append((principal.id if principal else None, method))
         self.budget -= 1
         if self.budget < 0:

@@ -15,6 +15,12 @@ from .conftest import KEYS
 # (stub attribute, rpc, request, kind) for every RPC of the three services.
 RPCS = [
     ("jobs", "SubmitJob", jobs_pb.SubmitJobRequest(payload={"service": "echo"}), "unary"),
+    (
+        "jobs",
+        "SubmitJobs",
+        jobs_pb.SubmitJobsRequest(items=[{"request": {"payload": {"service": "echo"}}}]),
+        "unary",
+    ),
     ("jobs", "GetJob", jobs_pb.GetJobRequest(job_id="job_" + "0" * 32), "unary"),
     ("jobs", "GetJobResult", jobs_pb.GetJobResultRequest(job_id="job_" + "0" * 32), "unary"),
     ("jobs", "CancelJob", jobs_pb.CancelJobRequest(job_id="job_" + "0" * 32), "unary"),

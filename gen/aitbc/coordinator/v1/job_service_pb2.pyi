@@ -30,6 +30,56 @@ class SubmitJobResponse(_message.Message):
     created: bool
     def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
+class SubmitJobsRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[SubmitJobsItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[SubmitJobsItem, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobsItem(_message.Message):
+    __slots__ = ("request", "idempotency_key")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    request: SubmitJobRequest
+    idempotency_key: str
+    def __init__(self, request: _Optional[_Union[SubmitJobRequest, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class SubmitJobsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SubmitJobsResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SubmitJobsResult, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobsResult(_message.Message):
+    __slots__ = ("job", "error", "created")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    job: _job_pb2.Job
+    error: SubmitJobsError
+    created: bool
+    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., error: _Optional[_Union[SubmitJobsError, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class SubmitJobsError(_message.Message):
+    __slots__ = ("code", "message", "reason", "field_violations")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    reason: str
+    field_violations: _containers.RepeatedCompositeFieldContainer[SubmitJobsFieldViolation]
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[SubmitJobsFieldViolation, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobsFieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class JobServiceStub:
                 request_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobResponse.FromString,
                 _registered_method=True)
+        self.SubmitJobs = channel.unary_unary(
+                '/aitbc.coordinator.v1.JobService/SubmitJobs',
+                request_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/aitbc.coordinator.v1.JobService/GetJob',
                 request_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.GetJobRequest.SerializeToString,
@@ -74,6 +79,15 @@ class JobServiceServicer:
     def SubmitJob(self, request, context):
         """Accepts a job. REST answers 201 for a new job and 200 when an Idempotency-Key repeats an
         earlier identical request (same job); the same key with another body is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobs(self, request, context):
+        """Up to 100 jobs in one call, each validated, stored and dispatched as SubmitJob would on
+        its own: one result per item, in request order, with the job or the error that item got.
+        A bad item fails only itself. Every item counts against the caller's submit rate limit.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +135,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobRequest.FromString,
                     response_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobResponse.SerializeToString,
+            ),
+            'SubmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -176,6 +195,33 @@ class JobService:
             '/aitbc.coordinator.v1.JobService/SubmitJob',
             aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobRequest.SerializeToString,
             aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aitbc.coordinator.v1.JobService/SubmitJobs',
+            aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
+            aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

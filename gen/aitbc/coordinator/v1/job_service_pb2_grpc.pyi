@@ -37,6 +37,11 @@ class JobServiceStub:
     """Accepts a job. REST answers 201 for a new job and 200 when an Idempotency-Key repeats an
     earlier identical request (same job); the same key with another body is ALREADY_EXISTS.
     """
+    SubmitJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.SubmitJobsRequest, _job_service_pb2.SubmitJobsResponse]
+    """Up to 100 jobs in one call, each validated, stored and dispatched as SubmitJob would on
+    its own: one result per item, in request order, with the job or the error that item got.
+    A bad item fails only itself. Every item counts against the caller's submit rate limit.
+    """
     GetJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]
     GetJobResult: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetJobResultRequest, _job_service_pb2.GetJobResultResponse]
     """The outcome of a job. While the job is not terminal REST answers 425 (gRPC: OK with the
@@ -57,6 +62,11 @@ class JobServiceAsyncStub(JobServiceStub):
     SubmitJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.SubmitJobRequest, _job_service_pb2.SubmitJobResponse]  # type: ignore[assignment]
     """Accepts a job. REST answers 201 for a new job and 200 when an Idempotency-Key repeats an
     earlier identical request (same job); the same key with another body is ALREADY_EXISTS.
+    """
+    SubmitJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.SubmitJobsRequest, _job_service_pb2.SubmitJobsResponse]  # type: ignore[assignment]
+    """Up to 100 jobs in one call, each validated, stored and dispatched as SubmitJob would on
+    its own: one result per item, in request order, with the job or the error that item got.
+    A bad item fails only itself. Every item counts against the caller's submit rate limit.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]  # type: ignore[assignment]
     GetJobResult: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetJobResultRequest, _job_service_pb2.GetJobResultResponse]  # type: ignore[assignment]
@@ -81,6 +91,17 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_job_service_pb2.SubmitJobResponse, _abc.Awaitable[_job_service_pb2.SubmitJobResponse]]:
         """Accepts a job. REST answers 201 for a new job and 200 when an Idempotency-Key repeats an
         earlier identical request (same job); the same key with another body is ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitJobs(
+        self,
+        request: _job_service_pb2.SubmitJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.SubmitJobsResponse, _abc.Awaitable[_job_service_pb2.SubmitJobsResponse]]:
+        """Up to 100 jobs in one call, each validated, stored and dispatched as SubmitJob would on
+        its own: one result per item, in request order, with the job or the error that item got.
+        A bad item fails only itself. Every item counts against the caller's submit rate limit.
         """
 
     @_abc_1.abstractmethod
