@@ -37,6 +37,8 @@ class Workload:
     rtt_jobs: int = 200
     # "stream": protocol-level miners (bench.e2e.miner); "agent": real `aitbc-miner` processes
     miner_mode: str = "stream"
+    # 0: one SubmitJob per job; N: SubmitJobs calls of N jobs (concurrency / N calls in flight)
+    submit_batch: int = 0
 
 
 @contextlib.contextmanager
@@ -160,17 +162,45 @@ class Client:
         stats = await self.admin.GetStats(admin_pb.GetStatsRequest(), metadata=self.admin_md)
         return stats.jobs_by_state.get("JOB_STATE_COMPLETED", 0)
 
-    async def submit_all(self, n: int, concurrency: int, tag: str) -> dict[str, float]:
-        """n SubmitJob calls, at most `concurrency` in flight; job id -> client send time."""
+    async def submit_all(
+        self, n: int, concurrency: int, tag: str, batch: int = 0
+    ) -> dict[str, float]:
+        """n jobs, at most `concurrency` in flight: SubmitJob calls, or SubmitJobs calls of
+        `batch` jobs; job id -> client send time."""
         sent: dict[str, float] = {}
+
+        def request(i: int) -> jobs_pb.SubmitJobRequest:
+            req = jobs_pb.SubmitJobRequest(
+                payload=job_pb.JobPayload(service="echo"), ttl_seconds=600
+            )
+            req.payload.parameters.update({"n": i, "run": tag})
+            return req
+
+        if batch:
+            starts = iter(range(0, n, batch))
+
+            async def batches() -> None:
+                for start in starts:
+                    items = [
+                        jobs_pb.SubmitJobsItem(request=request(i))
+                        for i in range(start, min(n, start + batch))
+                    ]
+                    t = time.time()
+                    resp = await self.jobs.SubmitJobs(
+                        jobs_pb.SubmitJobsRequest(items=items), metadata=self.client_md
+                    )
+                    for r in resp.results:
+                        if r.WhichOneof("outcome") != "job":
+                            raise RuntimeError(f"a batch item was refused: {r.error.message}")
+                        sent[r.job.job_id] = t
+
+            await asyncio.gather(*(batches() for _ in range(max(1, concurrency // batch))))
+            return sent
         todo = iter(range(n))
 
         async def worker() -> None:
             for i in todo:
-                req = jobs_pb.SubmitJobRequest(
-                    payload=job_pb.JobPayload(service="echo"), ttl_seconds=600
-                )
-                req.payload.parameters.update({"n": i, "run": tag})
+                req = request(i)
                 t = time.time()
                 resp = await self.jobs.SubmitJob(req, metadata=self.client_md)
                 sent[resp.job.job_id] = t
@@ -279,7 +309,7 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
             cpu = CpuWindow(coord.pid, tree=True).start()  # with its writer process
             others = [CpuWindow(os.getpid()).start(), *(CpuWindow(m.pid).start() for m in miners)]
             t0 = time.perf_counter()
-            sent = await client.submit_all(w.jobs, w.concurrency, "measured")
+            sent = await client.submit_all(w.jobs, w.concurrency, "measured", w.submit_batch)
             t_submitted = time.perf_counter()
             t_done = await client.wait_completed(base + w.jobs, timeout=600)
             cpu.stop()
@@ -301,7 +331,9 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
     lat_send = sorted((times[j][1] - sent[j]) * 1000 for j in times)
     elapsed = t_done - t0
     return Outcome(
-        name=f"aitbc-{backend}" + ("-agent" if w.miner_mode == "agent" else ""),
+        name=f"aitbc-{backend}"
+        + ("-agent" if w.miner_mode == "agent" else "")
+        + (f"-batch{w.submit_batch}" if w.submit_batch else ""),
         jobs=w.jobs,
         seconds=elapsed,
         jobs_per_s=w.jobs / elapsed,

@@ -33,6 +33,7 @@ p50/p99: AITBC finished_at - created_at (server clock); Celery date_done - clien
 send p50: completion time - client send time, both sides (same clock: one machine).
 rtt p50/p99: one job at a time after the burst: send -> client sees completion (AITBC
   SubmitJob + WatchJob stream; Celery apply_async + AsyncResult.get, Redis pub/sub).
+-batchN rows: the same jobs submitted in SubmitJobs calls of N (stream miners; no rtt).
 rtt1 p50: the same as one call: SubmitJob with wait_seconds, answered once COMPLETED
   (AITBC only, alternating with the rtt jobs; rtt1 x is against Celery's rtt p50).
 cpu ms/job: CPU of the coordinator process / Celery worker node (parent + children) per job;
@@ -88,6 +89,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=["stream", "agent"],
         help="stream: protocol-level miners; agent: real aitbc-miner processes (comma list)",
     )
+    ap.add_argument(
+        "--submit-batch",
+        type=_count,
+        default=16,
+        help="also run each backend (stream miners) submitting SubmitJobs calls of this many "
+        "jobs, concurrency/N calls in flight; 0: unary SubmitJob rows only",
+    )
     ap.add_argument("--celery", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument(
         "--rounds",
@@ -124,19 +132,34 @@ async def _one_round(
                 pg_url=args.pg_url,
                 profile_dir=args.profile,
             )
-            print(
-                f"  {o.name}: {o.jobs_per_s:.0f} jobs/s, submits took {o.extra['submit_s']} s, "
-                f"CPU % of one core: coordinator {o.server_cpu_pct:.0f} ({o.extra['threads']}), "
-                f"client {o.extra['client_cpu_pct']}, miners {o.extra['miner_cpu_pct']}; "
-                f"miner counters {o.extra['miners']}",
-                flush=True,
+            _print_side(o)
+            outcomes.append(o)
+        if args.submit_batch:
+            # The same jobs, submitted in SubmitJobs calls (a different client workload from
+            # Celery's one apply_async per task: printed as rows of their own).
+            o = await aitbc_side.run(
+                backend,
+                dataclasses.replace(w, submit_batch=args.submit_batch, rtt_jobs=0),
+                pg_url=args.pg_url,
+                profile_dir=args.profile,
             )
+            _print_side(o)
             outcomes.append(o)
     if args.celery and not celery_first:
         baseline = await _celery(w, args)
     if baseline is not None:
         outcomes.append(baseline)
     return outcomes, baseline
+
+
+def _print_side(o: Outcome) -> None:
+    print(
+        f"  {o.name}: {o.jobs_per_s:.0f} jobs/s, submits took {o.extra['submit_s']} s, "
+        f"CPU % of one core: coordinator {o.server_cpu_pct:.0f} ({o.extra['threads']}), "
+        f"client {o.extra['client_cpu_pct']}, miners {o.extra['miner_cpu_pct']}; "
+        f"miner counters {o.extra['miners']}",
+        flush=True,
+    )
 
 
 async def _celery(w: Workload, args: argparse.Namespace) -> Outcome:

@@ -36,27 +36,31 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _ms(value: float) -> str:
+    return f"{value:.2f}" if value else "-"  # 0: not measured on this side
+
+
 def _ratio(a: float, b: float | None) -> str:
     return f"{a / b:.2f}" if b else "-"
 
 
 def table(outcomes: list[Outcome], base: Outcome | None) -> str:
     head = (
-        f"{'side':<15} {'jobs/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'send p50':>9} "
+        f"{'side':<22} {'jobs/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'send p50':>9} "
         f"{'rtt p50':>8} {'rtt p99':>8} {'rtt1 p50':>8} {'cpu ms/job':>10} {'thr x':>6} "
         f"{'p50 x':>6} {'send x':>6} {'rtt x':>6} {'rtt1 x':>6}"
     )
     rows = [head, "-" * len(head)]
     for o in outcomes:
         rows.append(
-            f"{o.name:<15} {o.jobs_per_s:>7.0f} {o.p50_ms:>8.1f} {o.p99_ms:>8.1f} "
-            f"{o.send_p50_ms:>9.1f} {o.rtt_p50_ms:>8.2f} {o.rtt_p99_ms:>8.2f} "
-            f"{f'{o.rtt1_p50_ms:.2f}' if o.rtt1_p50_ms else '-':>8} "
+            f"{o.name:<22} {o.jobs_per_s:>7.0f} {o.p50_ms:>8.1f} {o.p99_ms:>8.1f} "
+            f"{o.send_p50_ms:>9.1f} {_ms(o.rtt_p50_ms):>8} {_ms(o.rtt_p99_ms):>8} "
+            f"{_ms(o.rtt1_p50_ms):>8} "
             f"{o.server_cpu_ms_per_job:>10.2f} "
             f"{_ratio(o.jobs_per_s, base and base.jobs_per_s):>6} "
             f"{_ratio(o.p50_ms, base and base.p50_ms):>6} "
             f"{_ratio(o.send_p50_ms, base and base.send_p50_ms):>6} "
-            f"{_ratio(o.rtt_p50_ms, base and base.rtt_p50_ms):>6} "
+            f"{_ratio(o.rtt_p50_ms, base and o.rtt_p50_ms and base.rtt_p50_ms):>6} "
             f"{_ratio(o.rtt1_p50_ms, base and o.rtt1_p50_ms and base.rtt_p50_ms):>6}"
         )
     return "\n".join(rows)
@@ -72,7 +76,8 @@ def json_line(outcomes: list[Outcome], baseline: Outcome | None, params: dict[st
             d["throughput_ratio"] = round(o.jobs_per_s / baseline.jobs_per_s, 3)
             for key in ("p50_ms", "send_p50_ms", "rtt_p50_ms"):
                 ref = getattr(baseline, key)
-                d[key.replace("_ms", "_ratio")] = round(getattr(o, key) / ref, 3) if ref else None
+                mine = getattr(o, key)
+                d[key.replace("_ms", "_ratio")] = round(mine / ref, 3) if ref and mine else None
             if o.rtt1_p50_ms and baseline.rtt_p50_ms:  # against Celery's one way
                 d["rtt1_p50_ratio"] = round(o.rtt1_p50_ms / baseline.rtt_p50_ms, 3)
         out["sides"][d.pop("name")] = d
@@ -84,22 +89,23 @@ def median_table(rounds: list[tuple[list[Outcome], Outcome | None]]) -> str:
     each round's ratio to that round's Celery run."""
     names = [o.name for o in rounds[0][0]]
     head = (
-        f"{'side':<20} {'jobs/s':>7} {'range':>11} {'rtt p50':>8} {'range':>13} "
+        f"{'side':<22} {'jobs/s':>7} {'range':>11} {'rtt p50':>8} {'range':>13} "
         f"{'rtt1 p50':>8} {'thr x':>6} {'rtt x':>6} {'rtt1 x':>6}"
     )
     rows = [head, "-" * len(head)]
     for name in names:
         runs = [(o, base) for outs, base in rounds for o in outs if o.name == name]
         thr = sorted(o.jobs_per_s for o, _ in runs)
-        rtt = sorted(o.rtt_p50_ms for o, _ in runs)
+        rtt = sorted(o.rtt_p50_ms for o, _ in runs if o.rtt_p50_ms)
         paired = [(o, b) for o, b in runs if b is not None and o is not b]
         thr_x = [o.jobs_per_s / b.jobs_per_s for o, b in paired if b.jobs_per_s]
-        rtt_x = [o.rtt_p50_ms / b.rtt_p50_ms for o, b in paired if b.rtt_p50_ms]
+        rtt_x = [o.rtt_p50_ms / b.rtt_p50_ms for o, b in paired if o.rtt_p50_ms and b.rtt_p50_ms]
         rtt1 = sorted(o.rtt1_p50_ms for o, _ in runs if o.rtt1_p50_ms)
         rtt1_x = [o.rtt1_p50_ms / b.rtt_p50_ms for o, b in paired if o.rtt1_p50_ms and b.rtt_p50_ms]
         rows.append(
-            f"{name:<20} {statistics.median(thr):>7.0f} {f'{thr[0]:.0f}-{thr[-1]:.0f}':>11} "
-            f"{statistics.median(rtt):>8.2f} {f'{rtt[0]:.2f}-{rtt[-1]:.2f}':>13} "
+            f"{name:<22} {statistics.median(thr):>7.0f} {f'{thr[0]:.0f}-{thr[-1]:.0f}':>11} "
+            f"{f'{statistics.median(rtt):.2f}' if rtt else '-':>8} "
+            f"{f'{rtt[0]:.2f}-{rtt[-1]:.2f}' if rtt else '-':>13} "
             f"{f'{statistics.median(rtt1):.2f}' if rtt1 else '-':>8} "
             f"{f'{statistics.median(thr_x):.2f}' if thr_x else '-':>6} "
             f"{f'{statistics.median(rtt_x):.2f}' if rtt_x else '-':>6} "
