@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -256,3 +257,16 @@ async def test_forged_gateway_metadata_over_grpc_is_ignored(hmac_app):
         *((k.lower(), v) for k, v in rest_sig.items()),
     )
     assert await _reason(jobs.SubmitJob(req, metadata=md)) == "bad_signature"
+
+
+async def test_hmac_signed_batch_over_rest_and_its_items_cost_tokens(hmac_rest):
+    _, http = hmac_rest  # submit=0.5/2: two tokens
+    item = {"request": {"payload": {"service": "echo"}}}
+    body = json.dumps({"items": [item, item]}).encode()
+    path = "/v1/jobs:batchSubmit"
+    r = await http.post(path, content=body, headers=rest_headers("POST", path, body))
+    assert r.status_code == 200, r.text
+    assert [x["created"] for x in r.json()["results"]] == [True, True]
+    one = json.dumps({"items": [item]}).encode()
+    r = await http.post(path, content=one, headers=rest_headers("POST", path, one))
+    assert r.status_code == 429, r.text  # both tokens went to the two jobs
