@@ -20,7 +20,15 @@ from aitbc.coordinator.v1 import job_pb2 as job_pb
 from aitbc.coordinator.v1 import job_service_pb2 as jobs_pb
 from aitbc.coordinator.v1 import job_service_pb2_grpc as jobs_grpc
 
-from bench.e2e.procs import ROOT, CoordinatorProc, CpuWindow, clean_env, key_list, make_keys
+from bench.e2e.procs import (
+    ROOT,
+    CoordinatorProc,
+    CpuWindow,
+    ServerCpu,
+    clean_env,
+    key_list,
+    make_keys,
+)
 from bench.e2e.stats import Outcome, percentile
 
 POLL_S = 0.02
@@ -307,12 +315,15 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
             base = await client.completed()
             coord.profile_on()
             cpu = CpuWindow(coord.pid, tree=True).start()  # with its writer process
+            db_cpu = ServerCpu("postgres").start() if backend == "postgres" else None
             others = [CpuWindow(os.getpid()).start(), *(CpuWindow(m.pid).start() for m in miners)]
             t0 = time.perf_counter()
             sent = await client.submit_all(w.jobs, w.concurrency, "measured", w.submit_batch)
             t_submitted = time.perf_counter()
             t_done = await client.wait_completed(base + w.jobs, timeout=600)
             cpu.stop()
+            if db_cpu is not None:
+                db_cpu.stop()
             coord.profile_off()
             client_cpu, *miner_cpu = (c.stop().percent for c in others)
             times = await client.finished(set(sent))
@@ -343,6 +354,7 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
         send_p99_ms=percentile(lat_send, 99),
         server_cpu_pct=cpu.percent,
         server_cpu_ms_per_job=1000 * cpu.cpu / w.jobs,
+        db_cpu_ms_per_job=1000 * db_cpu.cpu / w.jobs if db_cpu is not None else 0.0,
         rtt_p50_ms=percentile(rtt, 50),
         rtt_p99_ms=percentile(rtt, 99),
         rtt1_p50_ms=percentile(rtt1, 50),

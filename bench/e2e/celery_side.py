@@ -14,7 +14,7 @@ import redis
 from celery.result import ResultSet
 
 from bench.e2e.aitbc_side import Workload
-from bench.e2e.procs import BIN, ROOT, CpuWindow, clean_env
+from bench.e2e.procs import BIN, ROOT, CpuWindow, ServerCpu, clean_env
 from bench.e2e.stats import Outcome, percentile
 
 
@@ -82,6 +82,7 @@ def run(w: Workload, *, redis_url: str) -> Outcome:
                 warm = [echo.apply_async(({"n": i},), queue=queue) for i in range(w.warmup)]
                 ResultSet(warm).join_native(timeout=120)
             cpu = CpuWindow(worker.pid, tree=True).start()
+            redis_cpu = ServerCpu("redis-server").start()
             client_cpu = CpuWindow(os.getpid()).start()
             t0 = time.perf_counter()
             sent, results = [], []
@@ -92,6 +93,7 @@ def run(w: Workload, *, redis_url: str) -> Outcome:
             ResultSet(results).join_native(timeout=600)
             t_done = time.perf_counter()
             cpu.stop()
+            redis_cpu.stop()
             client_cpu.stop()
             rtt = []
             for i in range(w.rtt_jobs):
@@ -120,6 +122,7 @@ def run(w: Workload, *, redis_url: str) -> Outcome:
         send_p99_ms=percentile(lat, 99),
         server_cpu_pct=cpu.percent,
         server_cpu_ms_per_job=1000 * cpu.cpu / w.jobs,
+        db_cpu_ms_per_job=1000 * redis_cpu.cpu / w.jobs,
         rtt_p50_ms=percentile(rtt, 50),
         rtt_p99_ms=percentile(rtt, 99),
         extra={"submit_s": round(t_submitted - t0, 3), "client_cpu_pct": round(client_cpu.percent)},

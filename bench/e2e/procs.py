@@ -88,6 +88,45 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def pids_named(comm: str) -> list[int]:
+    """Every process on this machine whose name is `comm` ("postgres": a local PostgreSQL's
+    postmaster and backends; "redis-server"); empty when the server runs elsewhere."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (d / "comm").read_text().strip() == comm:
+                    out.append(int(d.name))
+    return out
+
+
+class ServerCpu:
+    """CPU seconds a local database or broker server used between start() and stop(): the
+    processes named `comm` when it starts (a backend that exits in between is not counted)."""
+
+    def __init__(self, comm: str):
+        self.comm = comm
+        self.pids: list[int] = []
+        self.cpu = 0.0
+
+    def _read(self) -> dict[int, float]:
+        out = {}
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                out[pid] = cpu_seconds(pid)
+        return out
+
+    def start(self) -> ServerCpu:
+        self.pids = pids_named(self.comm)
+        self._before = self._read()
+        return self
+
+    def stop(self) -> ServerCpu:
+        after = self._read()
+        self.cpu = sum(after[p] - self._before[p] for p in after if p in self._before)
+        return self
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

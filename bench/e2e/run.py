@@ -36,8 +36,9 @@ rtt p50/p99: one job at a time after the burst: send -> client sees completion (
 -batchN rows: the same jobs submitted in SubmitJobs calls of N (stream miners; no rtt).
 rtt1 p50: the same as one call: SubmitJob with wait_seconds, answered once COMPLETED
   (AITBC only, alternating with the rtt jobs; rtt1 x is against Celery's rtt p50).
-cpu ms/job: CPU of the coordinator process / Celery worker node (parent + children) per job;
-  PostgreSQL and Redis server CPU not included.
+cpu ms/job: CPU of the coordinator process / Celery worker node (parent + children) per job.
+db ms/job: CPU of the local PostgreSQL server (its processes) / Redis server per job ("-":
+  SQLite, inside the coordinator's writer process, or a server on another machine).
 thr x, p50 x, send x, rtt x: ratio to Celery (jobs/s: higher is better; latencies: lower)."""
 
 

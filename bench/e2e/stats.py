@@ -28,6 +28,8 @@ class Outcome:
     send_p99_ms: float
     server_cpu_pct: float  # coordinator process / Celery worker node, % of one core
     server_cpu_ms_per_job: float  # the same CPU, per measured job
+    # CPU of a local PostgreSQL (AITBC) or Redis (Celery) server per job; 0: none or not local
+    db_cpu_ms_per_job: float = 0.0
     rtt_p50_ms: float = 0.0  # one job at a time: submit -> client sees COMPLETED (push)
     rtt_p99_ms: float = 0.0
     # AITBC only: the same, as one call (SubmitJob with wait_seconds); Celery has one way.
@@ -47,7 +49,8 @@ def _ratio(a: float, b: float | None) -> str:
 def table(outcomes: list[Outcome], base: Outcome | None) -> str:
     head = (
         f"{'side':<22} {'jobs/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'send p50':>9} "
-        f"{'rtt p50':>8} {'rtt p99':>8} {'rtt1 p50':>8} {'cpu ms/job':>10} {'thr x':>6} "
+        f"{'rtt p50':>8} {'rtt p99':>8} {'rtt1 p50':>8} {'cpu ms/job':>10} {'db ms/job':>9} "
+        f"{'thr x':>6} "
         f"{'p50 x':>6} {'send x':>6} {'rtt x':>6} {'rtt1 x':>6}"
     )
     rows = [head, "-" * len(head)]
@@ -56,7 +59,7 @@ def table(outcomes: list[Outcome], base: Outcome | None) -> str:
             f"{o.name:<22} {o.jobs_per_s:>7.0f} {o.p50_ms:>8.1f} {o.p99_ms:>8.1f} "
             f"{o.send_p50_ms:>9.1f} {_ms(o.rtt_p50_ms):>8} {_ms(o.rtt_p99_ms):>8} "
             f"{_ms(o.rtt1_p50_ms):>8} "
-            f"{o.server_cpu_ms_per_job:>10.2f} "
+            f"{o.server_cpu_ms_per_job:>10.2f} {_ms(o.db_cpu_ms_per_job):>9} "
             f"{_ratio(o.jobs_per_s, base and base.jobs_per_s):>6} "
             f"{_ratio(o.p50_ms, base and base.p50_ms):>6} "
             f"{_ratio(o.send_p50_ms, base and base.send_p50_ms):>6} "
