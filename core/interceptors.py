@@ -66,8 +66,9 @@ class Authenticator(Protocol):
 class RateLimiter(Protocol):
     async def check(self, principal: Principal | None, method: str, request: Any) -> None:
         """Return to admit the call; raise core.errors.ResourceExhausted(retry_after_s=...).
-        `request` is the request message (None for client-streaming calls): a call may cost
-        more than one token (a batch of jobs)."""
+        `request` is what the handler receives (the request message of a unary-request call,
+        the request iterator of a streaming one): a call may cost more than one token (a batch
+        of jobs)."""
         ...
 
 
