@@ -54,6 +54,10 @@ class JobBook:
             if entry.users == 0:
                 del self._locks[job_id]
 
+    def busy(self, job_id: str) -> bool:
+        """A change of this job is under way in this process (it may be committed already)."""
+        return job_id in self._locks
+
     def remember(self, job: Job) -> None:
         if job.state.terminal:
             self._cache.pop(job.job_id, None)

@@ -898,6 +898,10 @@ class Coordinator:
             return
         for job in await self.store.get_jobs(list(held)):
             s, lease = held[job.job_id]
+            if self.book.busy(job.job_id):
+                # A change made here may be committed and not yet applied (a result being
+                # written): what the store shows is this process's own, not another's.
+                continue
             if job.lease_id != lease or not job.state.leased:
                 if s.leases.pop(lease, None) is not None:
                     s.send(CancelOut(lease, job.job_id, job.error_message or "lease ended"))

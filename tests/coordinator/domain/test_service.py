@@ -636,3 +636,53 @@ async def test_a_wait_is_answered_when_the_coordinator_stops(env):
     assert coord._watchers == {}
     # A wait that starts while stopped answers at once too.
     assert (await coord.settle(job, client_id="alice", wait_s=60)).state is JobState.QUEUED
+
+
+async def test_reconcile_tells_the_miner_of_a_lease_another_process_ended(env):
+    coord, clock, store = env
+    job, s, a = await _assigned(coord, clock)
+    coord2 = Coordinator(store, settings=Settings(), clock=clock)
+    await coord2.start(background=False)
+    await coord2.cancel(job.job_id, client_id="alice", reason="elsewhere")
+    await coord.reconcile()
+    (cancel,) = [m for m in drain_outbox(s) if isinstance(m, CancelOut)]
+    assert (cancel.lease_id, cancel.job_id) == (a.lease_id, job.job_id)
+    assert a.lease_id not in s.leases  # the slot is free again
+    await coord2.stop()
+
+
+class _HeldStore(MemoryJobStore):
+    """Commits a job update at once but answers only once `release` is set (a write that is
+    durable while its caller has not heard back yet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hold = False
+        self.committed = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def update_job(self, job, expect_version, **kw):
+        ok = await super().update_job(job, expect_version, **kw)
+        if self.hold:
+            self.committed.set()
+            await self.release.wait()
+        return ok
+
+
+async def test_reconcile_leaves_a_lease_whose_result_is_being_written_here():
+    clock = FakeClock()
+    store = _HeldStore()
+    coord = Coordinator(store, settings=Settings(), clock=clock)
+    await coord.start(background=False)
+    job, s, a = await _assigned(coord, clock)
+    store.hold = True
+    delivering = asyncio.create_task(coord.deliver_result("m1", a.lease_id, job.job_id, RESULT))
+    await asyncio.wait_for(store.committed.wait(), 5)
+    assert (await store.get_job(job.job_id)).state is JobState.COMPLETED
+    await coord.reconcile()  # the store already says COMPLETED: this process's own change
+    assert not [m for m in drain_outbox(s) if isinstance(m, CancelOut)]
+    store.release.set()
+    done, _, _ = await asyncio.wait_for(delivering, 5)
+    assert done.state is JobState.COMPLETED and a.lease_id not in s.leases
+    assert not [m for m in drain_outbox(s) if isinstance(m, CancelOut)]
+    await coord.stop()
