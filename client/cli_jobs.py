@@ -1,4 +1,4 @@
-"""`aitbc jobs`: submit, get, watch, result, cancel, list."""
+"""`aitbc jobs`: submit, submit-many, get, watch, result, cancel, list."""
 
 import json
 from pathlib import Path
@@ -12,7 +12,8 @@ from rich.text import Text
 
 from client import download, render
 from client.cli_common import EXIT_API, CliError, Ctx, command, read_input, to_dict, usage
-from client.sdk import TERMINAL_STATES
+from client.errors import SdkError
+from client.sdk import BATCH_ITEM_KEYS, MAX_BATCH, TERMINAL_STATES
 
 app = typer.Typer(help="Submit, follow and manage your jobs.", no_args_is_help=True)
 
@@ -160,6 +161,81 @@ def submit(
         ctx.emit(job)
     else:
         ctx.console.print(render.job_panel(job))
+
+
+@command(app, "submit-many")
+def submit_many(
+    ctx: Ctx,
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="JSON Lines, one job per line ('-': stdin): "
+            '{"service": "echo", "parameters": {...}, "constraints": {...}, "ttl_seconds": 60, '
+            '"run_timeout_seconds": 60, "idempotency_key": "..."} (only service is required).',
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Submit many jobs, up to 100 per call; exit 1 when any of them was refused."""
+    jobs = _job_lines(read_input(file, "FILE").decode("utf-8", errors="replace"))
+    results: list[tuple[int, job_pb.Job | None, Any]] = []
+    failed: SdkError | None = None  # a whole call refused: it and the rest are not submitted
+    for start in range(0, len(jobs), MAX_BATCH):
+        chunk = jobs[start : start + MAX_BATCH]
+        if failed is None:
+            try:
+                answers = ctx.client.submit_jobs([job for _, job in chunk])
+            except SdkError as exc:
+                failed = exc
+        if failed is not None:
+            results += [(line, None, failed) for line, _ in chunk]
+            continue
+        results += [(line, job, err) for (line, _), (job, err) in zip(chunk, answers, strict=True)]
+    if ctx.json:
+        ctx.emit(
+            {
+                "results": [
+                    {"line": line, "job": to_dict(job)}
+                    if job is not None
+                    else {"line": line, "error": {"code": err.code.name, "message": err.message}}
+                    for line, job, err in results
+                ]
+            }
+        )
+    else:
+        rows = [
+            (str(line), Text(job.job_id), render.state_text(job.state))
+            if job is not None
+            else (str(line), Text("-"), Text(f"{err.code.name}: {err.message}", style="red"))
+            for line, job, err in results
+        ]
+        ctx.console.print(render.grid_table(("line", "job_id", "state"), rows, wrap=("state",)))
+    refused = [line for line, job, _ in results if job is None]
+    if refused:
+        raise CliError(
+            f"{len(refused)} of {len(results)} jobs refused (lines {', '.join(map(str, refused))})"
+        )
+
+
+def _job_lines(text: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, job) for each non-blank line; a bad line is a usage error naming it."""
+    out = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            job = json.loads(raw, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise usage(f"line {n}: not valid JSON ({exc})") from exc
+        if not isinstance(job, dict) or not isinstance(job.get("service"), str):
+            raise usage(f'line {n}: must be a JSON object with a "service" string')
+        unknown = sorted(set(job) - BATCH_ITEM_KEYS)
+        if unknown:
+            raise usage(f"line {n}: unknown keys {', '.join(unknown)}")
+        out.append((n, job))
+    if not out:
+        raise usage("FILE: no jobs in it")
+    return out
 
 
 @command(app, "get")

@@ -21,8 +21,10 @@ from core import errors
 from core.receipts import VerificationResult
 
 T = TypeVar("T")
+# The coordinator's limit of jobs per SubmitJobs call.
+MAX_BATCH = 100
 # The keys of one submit_jobs item (those of submit_job).
-_BATCH_ITEM_KEYS = frozenset(
+BATCH_ITEM_KEYS = frozenset(
     {
         "service",
         "parameters",
@@ -209,7 +211,8 @@ class Client:
     def submit_jobs(
         self, jobs: Sequence[Mapping[str, Any]]
     ) -> list[tuple[job_pb.Job | None, SdkError | None]]:
-        """Submit up to 100 jobs in one call: for each, in order, (job, None) or (None, error).
+        """Submit up to MAX_BATCH jobs in one call: for each, in order, (job, None) or
+        (None, error).
 
         Each item is a mapping with `service` and `parameters`, and optionally `constraints`,
         `ttl_seconds`, `run_timeout_seconds` and `idempotency_key` (as for submit_job). A bad
@@ -217,7 +220,7 @@ class Client:
         """
         request = jobs_pb.SubmitJobsRequest()
         for i, job in enumerate(jobs):
-            unknown = set(job) - _BATCH_ITEM_KEYS
+            unknown = set(job) - BATCH_ITEM_KEYS
             if unknown:
                 raise ValueError(f"jobs[{i}]: unknown keys {sorted(unknown)}")
             request.items.add(

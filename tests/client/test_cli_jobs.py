@@ -273,3 +273,42 @@ def test_api_errors_are_one_line(cli, coord):
     assert "cannot reach the coordinator at 127.0.0.1:1" in one_line_error(r)
     r = cli("jobs", "get", "nope")
     assert r.exit_code == 1 and "job_id" in one_line_error(r)
+
+
+def test_submit_many_reports_each_line(cli, tmp_path):
+    f = tmp_path / "jobs.jsonl"
+    f.write_text(
+        '{"service": "echo", "parameters": {"i": 1}}\n'
+        "\n"
+        '{"service": "no-such-service"}\n'
+        '{"service": "echo", "constraints": {"priority": 2}, "idempotency_key": "m-1"}\n'
+    )
+    r = cli("jobs", "submit-many", str(f), "--json")
+    assert r.exit_code == 1, (r.stdout, r.stderr)
+    results = json.loads(r.stdout)["results"]
+    assert [x["line"] for x in results] == [1, 3, 4]
+    assert results[0]["job"]["payload"]["parameters"] == {"i": 1}
+    assert results[1]["error"]["code"] == "INVALID_ARGUMENT"
+    assert "payload.service" in results[1]["error"]["message"]
+    assert results[2]["job"]["constraints"]["priority"] == 2
+    assert "1 of 3 jobs refused (lines 3)" in one_line_error(r)
+    ok = tmp_path / "ok.jsonl"
+    # The same key and body as line 4 above: the same job again, not a refusal.
+    ok.write_text(
+        '{"service": "echo"}\n'
+        '{"service": "echo", "constraints": {"priority": 2}, "idempotency_key": "m-1"}\n'
+    )
+    r = cli("jobs", "submit-many", str(ok))
+    assert r.exit_code == 0, r.stderr
+    assert "QUEUED" in r.stdout and results[2]["job"]["job_id"] in r.stdout
+    for text, needle in (
+        ("{bad\n", "line 1: not valid JSON"),
+        ('{"service": "echo"}\n[1]\n', 'line 2: must be a JSON object with a "service"'),
+        ('{"service": "echo", "ttl": 5}\n', "line 1: unknown keys ttl"),
+        ("\n\n", "FILE: no jobs in it"),
+    ):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(text)
+        r = cli("jobs", "submit-many", str(bad))
+        assert r.exit_code == 2, (text, r.stdout, r.stderr)
+        assert needle in one_line_error(r)

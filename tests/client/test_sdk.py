@@ -10,7 +10,8 @@ from aitbc.coordinator.v1 import job_pb2 as job_pb
 from google.protobuf import json_format
 
 from client.errors import SdkError
-from client.sdk import Client, job_state, miner_status
+from client.sdk import MAX_BATCH, Client, job_state, miner_status
+from coordinator.domain.validation import MAX_SUBMIT_BATCH
 from core import errors
 
 from .conftest import KEYS
@@ -86,6 +87,10 @@ def test_submit_with_wait_answers_with_the_finished_job(coord):
             c.submit_job("echo", {}, wait_seconds=61)
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert "wait_seconds" in str(info.value)
+
+
+def test_the_sdk_batch_limit_is_the_coordinators():
+    assert MAX_BATCH == MAX_SUBMIT_BATCH
 
 
 def test_submit_jobs_answers_each_item(coord):
