@@ -13,7 +13,8 @@ from rich.text import Text
 from client import download, render
 from client.cli_common import EXIT_API, CliError, Ctx, command, read_input, to_dict, usage
 from client.errors import SdkError
-from client.sdk import BATCH_ITEM_KEYS, MAX_BATCH, TERMINAL_STATES
+from client.sdk import MAX_BATCH, TERMINAL_STATES, batch_item
+from core.errors import InvalidArgument
 
 app = typer.Typer(help="Submit, follow and manage your jobs.", no_args_is_help=True)
 
@@ -179,16 +180,18 @@ def submit_many(
     """Submit many jobs, up to 100 per call; exit 1 when any of them was refused."""
     jobs = _job_lines(read_input(file, "FILE").decode("utf-8", errors="replace"))
     results: list[tuple[int, job_pb.Job | None, Any]] = []
-    failed: SdkError | None = None  # a whole call refused: it and the rest are not submitted
+    failed: SdkError | None = None  # a whole call refused: the lines after it are not sent
     for start in range(0, len(jobs), MAX_BATCH):
         chunk = jobs[start : start + MAX_BATCH]
-        if failed is None:
-            try:
-                answers = ctx.client.submit_jobs([job for _, job in chunk])
-            except SdkError as exc:
-                failed = exc
         if failed is not None:
-            results += [(line, None, failed) for line, _ in chunk]
+            unsent = SdkError(failed.code, f"not sent (an earlier call failed: {failed.message})")
+            results += [(line, None, unsent) for line, _ in chunk]
+            continue
+        try:
+            answers = ctx.client.submit_jobs([job for _, job in chunk])
+        except SdkError as exc:
+            failed = exc
+            results += [(line, None, exc) for line, _ in chunk]
             continue
         results += [(line, job, err) for (line, _), (job, err) in zip(chunk, answers, strict=True)]
     if ctx.json:
@@ -217,7 +220,7 @@ def submit_many(
         )
 
 
-def _job_lines(text: str) -> list[tuple[int, dict[str, Any]]]:
+def _job_lines(text: str) -> list[tuple[int, Any]]:
     """(line number, job) for each non-blank line; a bad line is a usage error naming it."""
     out = []
     for n, raw in enumerate(text.splitlines(), start=1):
@@ -229,10 +232,10 @@ def _job_lines(text: str) -> list[tuple[int, dict[str, Any]]]:
             raise usage(f"line {n}: not valid JSON ({exc})") from exc
         if not isinstance(job, dict) or not isinstance(job.get("service"), str):
             raise usage(f'line {n}: must be a JSON object with a "service" string')
-        unknown = sorted(set(job) - BATCH_ITEM_KEYS)
-        if unknown:
-            raise usage(f"line {n}: unknown keys {', '.join(unknown)}")
-        out.append((n, job))
+        try:
+            out.append((n, batch_item(job, f"line {n}")))
+        except InvalidArgument as exc:
+            raise usage(exc.message) from None
     if not out:
         raise usage("FILE: no jobs in it")
     return out

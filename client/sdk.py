@@ -105,6 +105,29 @@ def _payload(service: str, parameters: Mapping[str, Any]) -> job_pb.JobPayload:
     return out
 
 
+def batch_item(job: Mapping[str, Any], where: str = "job") -> jobs_pb.SubmitJobsItem:
+    """One SubmitJobs item from a mapping (see Client.submit_jobs); raises InvalidArgument
+    (prefixed with `where`) for what can be told before sending."""
+    unknown = sorted(set(job) - BATCH_ITEM_KEYS)
+    if unknown:
+        raise errors.InvalidArgument.field(where, f"unknown keys {', '.join(map(str, unknown))}")
+    try:
+        return jobs_pb.SubmitJobsItem(
+            request=jobs_pb.SubmitJobRequest(
+                payload=_payload(job.get("service", ""), job.get("parameters", {})),
+                constraints=_constraints(job.get("constraints")),
+                ttl_seconds=job.get("ttl_seconds", 0),
+                run_timeout_seconds=job.get("run_timeout_seconds", 0),
+            ),
+            idempotency_key=job.get("idempotency_key") or "",
+        )
+    except errors.InvalidArgument as exc:
+        violations = [(f"{where}.{f}", d) for f, d in exc.violations]
+        raise errors.InvalidArgument(f"{where}: {exc.message}", violations) from None
+    except (TypeError, ValueError) as exc:  # e.g. ttl_seconds given as a string
+        raise errors.InvalidArgument.field(where, str(exc)) from None
+
+
 class Client:
     """One channel to a coordinator; every call sends `x-api-key` and raises SdkError.
 
@@ -209,29 +232,22 @@ class Client:
         return resp.job
 
     def submit_jobs(
-        self, jobs: Sequence[Mapping[str, Any]]
+        self, jobs: Sequence[Mapping[str, Any] | jobs_pb.SubmitJobsItem]
     ) -> list[tuple[job_pb.Job | None, SdkError | None]]:
         """Submit up to MAX_BATCH jobs in one call: for each, in order, (job, None) or
         (None, error).
 
-        Each item is a mapping with `service` and `parameters`, and optionally `constraints`,
-        `ttl_seconds`, `run_timeout_seconds` and `idempotency_key` (as for submit_job). A bad
-        item fails alone; an error of the whole call (auth, rate limit) raises.
+        Each job is a mapping with `service`, and optionally `parameters`, `constraints`,
+        `ttl_seconds`, `run_timeout_seconds` and `idempotency_key` (as for submit_job), or an
+        item made by batch_item(). A bad item fails alone; an error of the whole call (auth,
+        rate limit) raises SdkError.
         """
-        request = jobs_pb.SubmitJobsRequest()
-        for i, job in enumerate(jobs):
-            unknown = set(job) - BATCH_ITEM_KEYS
-            if unknown:
-                raise ValueError(f"jobs[{i}]: unknown keys {sorted(unknown)}")
-            request.items.add(
-                request=jobs_pb.SubmitJobRequest(
-                    payload=_payload(job["service"], job.get("parameters", {})),
-                    constraints=_constraints(job.get("constraints")),
-                    ttl_seconds=job.get("ttl_seconds", 0),
-                    run_timeout_seconds=job.get("run_timeout_seconds", 0),
-                ),
-                idempotency_key=job.get("idempotency_key") or "",
-            )
+        request = jobs_pb.SubmitJobsRequest(
+            items=[
+                job if isinstance(job, jobs_pb.SubmitJobsItem) else batch_item(job, f"jobs[{i}]")
+                for i, job in enumerate(jobs)
+            ]
+        )
         out: list[tuple[job_pb.Job | None, SdkError | None]] = []
         for r in self._call(self._jobs.SubmitJobs, request).results:
             if r.WhichOneof("outcome") == "job":

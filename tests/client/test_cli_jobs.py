@@ -305,6 +305,7 @@ def test_submit_many_reports_each_line(cli, tmp_path):
         ("{bad\n", "line 1: not valid JSON"),
         ('{"service": "echo"}\n[1]\n', 'line 2: must be a JSON object with a "service"'),
         ('{"service": "echo", "ttl": 5}\n', "line 1: unknown keys ttl"),
+        ('{"service": "echo", "constraints": {"regoin": "x"}}\n', "line 1: constraints: unknown"),
         ("\n\n", "FILE: no jobs in it"),
     ):
         bad = tmp_path / "bad.jsonl"

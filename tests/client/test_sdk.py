@@ -111,8 +111,10 @@ def test_submit_jobs_answers_each_item(coord):
             [{"service": "echo", "parameters": {"i": 0}, "idempotency_key": "b-1"}]
         )
         assert again[0][0].job_id == first.job_id
-        with pytest.raises(ValueError, match="unknown keys"):
+        with pytest.raises(errors.InvalidArgument, match=r"jobs\[0\]: unknown keys ttl"):
             c.submit_jobs([{"service": "echo", "ttl": 5}])
+        with pytest.raises(errors.InvalidArgument, match=r"jobs\[1\]: constraints: unknown"):
+            c.submit_jobs([{"service": "echo"}, {"service": "echo", "constraints": {"regoin": 1}}])
         with pytest.raises(SdkError) as info:
             c.submit_jobs([])
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
