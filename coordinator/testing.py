@@ -186,13 +186,21 @@ class StreamMiner:
             await self.channel.close()
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the test process dies, so no coordinator outlives it."""
-    import ctypes
-    import signal as _signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, _signal.SIGKILL)  # PR_SET_PDEATHSIG
+# Runs in the child, after its exec: take SIGKILL when the test process dies (so no coordinator
+# outlives it), then run the coordinator. Done here rather than in a preexec_fn: with one,
+# subprocess forks instead of vfork-and-exec, and a fork of a test process whose gRPC threads
+# are busy could kill the child before its exec (seen: an e2e coordinator that never started).
+_LAUNCH = """
+import ctypes, os, runpy, signal, sys
+parent = int(sys.argv.pop(1))
+try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != parent:  # the test process is gone already
+    sys.exit(1)
+runpy.run_module("coordinator.main", run_name="__main__", alter_sys=True)
+"""
 
 
 class CoordinatorProcess:
@@ -218,10 +226,10 @@ class CoordinatorProcess:
         full_env = {**os.environ, "AITBC_GRPC_PORT": "0", "AITBC_HTTP_PORT": "0", **self.env}
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "coordinator.main",
+            "-c",
+            _LAUNCH,
+            str(os.getpid()),
             env=full_env,
-            preexec_fn=_die_with_parent,
             stdout=asyncio.subprocess.PIPE,
             # AITBC_TEST_SHOW_CHILD_LOGS=1 shows the child's logs when debugging a test.
             stderr=None
@@ -230,11 +238,15 @@ class CoordinatorProcess:
         )
         CoordinatorProcess.live.add(self)
         assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        except TimeoutError:
+            line = b""
         m = re.search(rb"gRPC (\S+):(\d+)\s+REST (http://\S+)", line)
         if m is None:
-            self.proc.kill()
-            raise RuntimeError(f"coordinator did not start: {line!r}")
+            self.kill()
+            rc = await self.wait()
+            raise RuntimeError(f"coordinator did not start (exit code {rc}): {line!r}")
         self.grpc_target = f"127.0.0.1:{int(m.group(2))}"
         self.http_base = m.group(3).decode()
         return self

@@ -39,17 +39,22 @@ def pg_schema_url(postgres_url):
 
 async def start_two(tmp_path, url: str, **extra: str) -> list[CoordinatorProcess]:
     """Coordinator processes "a" and "b" on one database, picking up each other's jobs fast."""
-    procs = []
-    for name in ("a", "b"):
-        env = {
-            **KEYS,
-            "AITBC_DATA_DIR": str(tmp_path / name),
-            "AITBC_DATABASE_URL": url,
-            "AITBC_LOG_LEVEL": "WARNING",
-            "AITBC_QUEUE_REFILL_INTERVAL_S": "0.1",
-            **extra,
-        }
-        procs.append(await CoordinatorProcess(env).start())
+    procs: list[CoordinatorProcess] = []
+    try:
+        for name in ("a", "b"):
+            env = {
+                **KEYS,
+                "AITBC_DATA_DIR": str(tmp_path / name),
+                "AITBC_DATABASE_URL": url,
+                "AITBC_LOG_LEVEL": "WARNING",
+                "AITBC_QUEUE_REFILL_INTERVAL_S": "0.1",
+                **extra,
+            }
+            procs.append(await CoordinatorProcess(env).start())
+    except BaseException:
+        for p in procs:  # the one that did start is not left running
+            await p.terminate()
+        raise
     return procs
 
 
