@@ -11,13 +11,15 @@ read it through the functions here and never touch gRPC metadata directly:
   instead of `context.send_initial_metadata()`: gRPC sends initial metadata only once, so an
   early send by anyone would silently drop the other's headers. The REST gateway reads
   `x-http-code` from this metadata to answer 201/202/204/425.
+* `send_response_headers()` — send the queued headers now, for a handler that waits before it
+  answers (SubmitJob's wait), so the answer does not wait for a separate send of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 
@@ -48,7 +50,15 @@ class Principal:
 class CallState:
     """Mutable per-RPC state owned by the pipeline; handlers use the module functions."""
 
-    __slots__ = ("headers", "headers_sent", "metadata", "method", "principal", "request_id")
+    __slots__ = (
+        "headers",
+        "headers_sent",
+        "metadata",
+        "method",
+        "principal",
+        "request_id",
+        "send_headers",
+    )
 
     def __init__(self, method: str, request_id: str, metadata: Mapping[str, str]) -> None:
         self.method = method
@@ -58,6 +68,8 @@ class CallState:
         self.principal: Principal | None = None
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
+        # Set by the pipeline: sends the queued headers now (send_response_headers).
+        self.send_headers: Callable[[], Awaitable[None]] | None = None
 
     def initial_metadata(self, *, include_queued: bool = True) -> tuple[tuple[str, str], ...]:
         """The metadata to send: x-request-id first, then the queued headers in order."""
@@ -93,6 +105,16 @@ def optional_principal() -> Principal | None:
 
 def current_request_id() -> str:
     return _call().request_id
+
+
+async def send_response_headers() -> None:
+    """Send the queued response headers (with x-request-id) now rather than with the answer:
+    for a handler that waits before it answers, so the answer is not held up by them. Later
+    set_response_header calls raise."""
+    state = _call()
+    if state.send_headers is None:
+        raise RuntimeError("this call's pipeline cannot send headers early")
+    await state.send_headers()
 
 
 def set_response_header(key: str, value: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import os
@@ -330,6 +331,7 @@ class ServerPipeline(grpc.aio.ServerInterceptor):
         if rid is None or not _REQUEST_ID_OK.match(rid):
             rid = os.urandom(8).hex()
         state = CallState(method, rid, metadata)
+        state.send_headers = functools.partial(self._flush, state, context)
         return state, (call_context.current_call.set(state), log_context.request_id.set(rid))
 
     async def _admit(

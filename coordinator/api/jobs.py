@@ -22,7 +22,7 @@ from coordinator.domain.model import Job, JobState
 from coordinator.domain.service import Coordinator
 from coordinator.store.base import JobFilter
 from core import errors
-from core.context import current_principal, set_response_header
+from core.context import current_principal, send_response_headers, set_response_header
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ class JobServicer(pb_grpc.JobServiceServicer):
         )
         set_response_header("x-http-code", "201" if created else "200")
         if spec.wait_s:
+            # The headers go out while the job runs, so the answer waits for nothing else.
+            await send_response_headers()
             job = await self.c.settle(job, client_id=client_id, wait_s=spec.wait_s)
         return pb.SubmitJobResponse(job=self._pb(job), created=created)
 

@@ -26,6 +26,7 @@ from core.context import (
     current_principal,
     current_request_id,
     optional_principal,
+    send_response_headers,
     set_response_header,
 )
 from core.interceptors import GrpcMetrics, ServerPipeline
@@ -103,6 +104,13 @@ class Jobs(jobs_grpc.JobServiceServicer):
                 raise
         if job_id == "header":
             set_response_header("x-http-code", "201")
+        if job_id == "early":
+            set_response_header("x-http-code", "201")
+            await send_response_headers()
+            try:
+                set_response_header("x-late", "1")
+            except RuntimeError as exc:
+                self.seen["late"] = exc
         if job_id == "header-then-fail":
             set_response_header("x-http-code", "201")
             raise errors.NotFound("job", "x")
@@ -381,6 +389,17 @@ async def test_response_header_arrives_in_initial_metadata(h):
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     codes = [v for k, v in await call.initial_metadata() if k == "x-http-code"]
     assert codes == ["409"]
+
+
+async def test_headers_sent_early_arrive_once_and_close_the_list(h):
+    call = h.stub.GetJob(jobs_pb.GetJobRequest(job_id="early"), metadata=(("x-request-id", "r2"),))
+    await call
+    md = tuple(await call.initial_metadata())
+    assert ("x-http-code", "201") in md and ("x-request-id", "r2") in md
+    assert "x-late" not in dict(md)
+    assert "already sent" in str(h.jobs.seen["late"])
+    with pytest.raises(RuntimeError, match="not inside an RPC"):
+        await send_response_headers()
 
 
 async def test_server_stream_error_after_messages(h):

@@ -142,3 +142,13 @@ async def test_a_drain_answers_a_waiting_submit_with_the_job_as_it_is(api):
     assert resp.job.job_id == listed.jobs[0].job_id
     assert resp.job.state == job_pb.JOB_STATE_QUEUED
     await stopping
+
+
+async def test_a_waited_answer_keeps_its_headers(api):
+    # They go out when the wait starts (a unary client sees them with the answer).
+    req = submit_request()
+    req.wait_seconds = 1  # no miner: the answer comes when the wait ends
+    call = api.jobs.SubmitJob(req, metadata=(*api.md("alice"), ("x-request-id", "wait-1")))
+    assert (await call).job.state == job_pb.JOB_STATE_QUEUED
+    headers = dict(await call.initial_metadata())
+    assert headers["x-http-code"] == "201" and headers["x-request-id"] == "wait-1"
