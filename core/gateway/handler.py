@@ -202,8 +202,11 @@ class Gateway:
         await self._send_status(send, _status(12, "Method Not Allowed"), http=405, extra=[allow])
 
     async def _send_rpc_error(self, send: Callable, err: grpc.aio.AioRpcError) -> None:
-        # An error may name its own REST status (core.errors.AitbcError.http_status).
+        # An error may name its own REST status (core.errors.AitbcError.http_status); a success
+        # status sent before the call failed (headers sent early) does not describe the error.
         headers, code = outgoing(err.initial_metadata())
+        if code is not None and code < 400:
+            code = None
         await self._send_status(send, status_from_rpc_error(err), http=code, extra=headers)
 
     async def _send_status(

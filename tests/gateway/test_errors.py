@@ -99,6 +99,14 @@ async def test_error_naming_its_own_http_status(client: httpx.AsyncClient) -> No
     assert "grpc-metadata-x-http-code" not in r.headers
 
 
+async def test_a_success_status_sent_before_an_error_is_not_the_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    # The RPC sent x-http-code=201 early (a waiting submit does), then failed: NOT_FOUND is 404.
+    r = await client.post("/v1/fail/5", json={"message": "gone", "http_status": 201})
+    assert r.status_code == 404 and r.json()["code"] == 5
+
+
 async def test_unreachable_backend_is_503(gw: SimpleNamespace) -> None:
     app = make_app(gw, "127.0.0.1:1")  # nothing listens on port 1
     async with app.router.lifespan_context(app):
