@@ -53,7 +53,7 @@ class MethodRateLimiter:
         cls = route_class(method)
         cost = 1
         if method == SUBMIT_MANY and request is not None:
-            cost = max(1, submit_batch_size(len(request.items)))
+            cost = submit_batch_size(len(request.items))  # 1..100, else refused
             rule = self.limiter.rule(cls)
             if rule is not None and cost > rule.burst:
                 raise InvalidArgument.field(

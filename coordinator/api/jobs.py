@@ -36,8 +36,11 @@ def _renamed(exc: errors.InvalidArgument, where: str) -> errors.InvalidArgument:
         return f"{where}.request.{field}"
 
     violations = [(name(f), d) for f, d in exc.violations]
-    message = "; ".join(f"{f}: {d}" for f, d in violations) if violations else exc.message
-    return errors.InvalidArgument(f"{where}: {message}", violations, reason=exc.reason)
+    if violations:  # each names its item already
+        message = "; ".join(f"{f}: {d}" for f, d in violations)
+    else:
+        message = f"{where}: {exc.message}"
+    return errors.InvalidArgument(message, violations, reason=exc.reason)
 
 
 def _item_error(exc: errors.AitbcError) -> pb.SubmitJobsError:

@@ -23,7 +23,6 @@ PROBE = textwrap.dedent(
         server.add_insecure_port("127.0.0.1:0")
         await server.start()
         await asyncio.to_thread(lambda: None)
-        await asyncio.sleep(0.05)
         names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
         await server.stop(None)
         return type(asyncio.get_running_loop()).__module__, names
