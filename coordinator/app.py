@@ -121,17 +121,19 @@ class CoordinatorApp:
             gateway_token=self.gateway_token,
             required=cfg.hmac_required,
         )
+        rate_limiter = MethodRateLimiter(limiter) if limiter is not None else None
         pipeline = ServerPipeline(
             authenticator=KeyAuthenticator(entries),
-            rate_limiter=MethodRateLimiter(limiter) if limiter is not None else None,
+            rate_limiter=rate_limiter,
             request_verifier=verifier if verifier.active else None,
             metrics=GrpcMetrics(CollectorRegistry()),
             exempt_services=DEFAULT_EXEMPT_SERVICES | PUBLIC_SERVICES,
         )
         c = self.coordinator
         self.artifacts = ArtifactStore(cfg.data_dir / "artifacts", max_bytes=cfg.artifact_max_bytes)
+        self.job_servicer = JobServicer(c, rate_limiter=rate_limiter)
         servicers = [
-            (job_grpc.add_JobServiceServicer_to_server, JobServicer(c)),
+            (job_grpc.add_JobServiceServicer_to_server, self.job_servicer),
             (miner_grpc.add_MinerServiceServicer_to_server, MinerServicer(c)),
             (admin_grpc.add_AdminServiceServicer_to_server, AdminServicer(c)),
             (receipt_grpc.add_ReceiptServiceServicer_to_server, ReceiptServicer(c)),
@@ -152,7 +154,9 @@ class CoordinatorApp:
             config=cfg.server,
             interceptor=pipeline,
         )
-        # Close miner streams first so the drain phase is not held up by them.
+        # Submit streams stop reading first; then the coordinator stops, which ends their
+        # waits and closes the miner streams, so the drain is not held up by either.
+        self.grpc.on_shutdown(self.job_servicer.stop_streams, phase="drain")
         self.grpc.on_shutdown(self.coordinator.stop, phase="drain")
         self.grpc.on_shutdown(self.store.close)
         for closer in self._closers:

@@ -47,6 +47,8 @@ class Workload:
     miner_mode: str = "stream"
     # 0: one SubmitJob per job; N: SubmitJobs calls of N jobs (concurrency / N calls in flight)
     submit_batch: int = 0
+    # One SubmitJobStream call, one message per job, `concurrency` awaiting their answer
+    submit_stream: bool = False
 
 
 @contextlib.contextmanager
@@ -171,10 +173,10 @@ class Client:
         return stats.jobs_by_state.get("JOB_STATE_COMPLETED", 0)
 
     async def submit_all(
-        self, n: int, concurrency: int, tag: str, batch: int = 0
+        self, n: int, concurrency: int, tag: str, batch: int = 0, stream: bool = False
     ) -> dict[str, float]:
-        """n jobs, at most `concurrency` in flight: SubmitJob calls, or SubmitJobs calls of
-        `batch` jobs; job id -> client send time."""
+        """n jobs, at most `concurrency` in flight: SubmitJob calls, SubmitJobs calls of
+        `batch` jobs, or messages on one SubmitJobStream; job id -> client send time."""
         sent: dict[str, float] = {}
 
         def request(i: int) -> jobs_pb.SubmitJobRequest:
@@ -184,6 +186,36 @@ class Client:
             req.payload.parameters.update({"n": i, "run": tag})
             return req
 
+        if stream:
+            call = self.jobs.SubmitJobStream(metadata=self.client_md)
+            window = asyncio.Semaphore(concurrency)
+            times: dict[int, float] = {}
+
+            async def send() -> None:
+                for i in range(n):
+                    await window.acquire()
+                    times[i] = time.time()
+                    await call.write(jobs_pb.SubmitJobStreamRequest(tag=i, request=request(i)))
+                await call.done_writing()
+
+            async def receive() -> None:
+                left = n
+                while left:
+                    message = await call.read()
+                    if message is grpc.aio.EOF:
+                        raise RuntimeError(f"SubmitJobStream ended early: {await call.code()}")
+                    for answer in message.answers:
+                        r = answer.result
+                        if r.WhichOneof("outcome") != "job":
+                            raise RuntimeError(f"a streamed submit was refused: {r.error.message}")
+                        sent[r.job.job_id] = times.pop(answer.tag)
+                        window.release()
+                        left -= 1
+
+            await asyncio.gather(send(), receive())
+            if await call.code() != grpc.StatusCode.OK:
+                raise RuntimeError(f"SubmitJobStream ended {await call.code()}")
+            return sent
         if batch:
             starts = iter(range(0, n, batch))
 
@@ -245,17 +277,31 @@ class Client:
             if not token:
                 return out
 
-    async def round_trips(self, n: int) -> tuple[list[float], list[float]]:
+    async def round_trips(self, n: int, stream: bool = False) -> tuple[list[float], list[float]]:
         """n jobs one at a time, each way in turn; ms each, sorted. Watch: SubmitJob, then
-        WatchJob until COMPLETED. One call: SubmitJob with wait_seconds, answered COMPLETED."""
+        WatchJob until COMPLETED. One call: SubmitJob with wait_seconds, answered COMPLETED.
+        With `stream`, each submit is a message on one open SubmitJobStream instead."""
         watched, one_call = [], []
+        call = self.jobs.SubmitJobStream(metadata=self.client_md) if stream else None
+
+        async def submit(req: jobs_pb.SubmitJobRequest, tag: int) -> job_pb.Job:
+            if call is None:
+                return (await self.jobs.SubmitJob(req, metadata=self.client_md)).job
+            await call.write(jobs_pb.SubmitJobStreamRequest(tag=tag, request=req))
+            message = await call.read()
+            if message is grpc.aio.EOF or [
+                a.result.WhichOneof("outcome") for a in message.answers
+            ] != ["job"]:
+                raise RuntimeError(f"SubmitJobStream refused a round trip: {message}")
+            return message.answers[0].result.job
+
         for i in range(n):
             req = jobs_pb.SubmitJobRequest(
                 payload=job_pb.JobPayload(service="echo"), ttl_seconds=600
             )
             req.payload.parameters.update({"n": i, "run": "rtt"})
             t = time.perf_counter()
-            job = (await self.jobs.SubmitJob(req, metadata=self.client_md)).job
+            job = await submit(req, 2 * i)
             watch = self.jobs.WatchJob(
                 jobs_pb.WatchJobRequest(job_id=job.job_id), metadata=self.client_md
             )
@@ -266,10 +312,14 @@ class Client:
             watch.cancel()
             req.wait_seconds = 30
             t = time.perf_counter()
-            job = (await self.jobs.SubmitJob(req, metadata=self.client_md)).job
+            job = await submit(req, 2 * i + 1)
             if job.state != job_pb.JOB_STATE_COMPLETED:
                 raise RuntimeError(f"SubmitJob with a wait answered {job.state}, not COMPLETED")
             one_call.append((time.perf_counter() - t) * 1000)
+        if call is not None:
+            await call.done_writing()
+            if await call.code() != grpc.StatusCode.OK:
+                raise RuntimeError(f"SubmitJobStream ended {await call.code()}")
         return sorted(watched), sorted(one_call)
 
     async def close(self) -> None:
@@ -318,7 +368,9 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
             db_cpu = ServerCpu("postgres").start() if backend == "postgres" else None
             others = [CpuWindow(os.getpid()).start(), *(CpuWindow(m.pid).start() for m in miners)]
             t0 = time.perf_counter()
-            sent = await client.submit_all(w.jobs, w.concurrency, "measured", w.submit_batch)
+            sent = await client.submit_all(
+                w.jobs, w.concurrency, "measured", w.submit_batch, w.submit_stream
+            )
             t_submitted = time.perf_counter()
             t_done = await client.wait_completed(base + w.jobs, timeout=600)
             cpu.stop()
@@ -327,7 +379,7 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
             coord.profile_off()
             client_cpu, *miner_cpu = (c.stop().percent for c in others)
             times = await client.finished(set(sent))
-            rtt, rtt1 = await client.round_trips(w.rtt_jobs)
+            rtt, rtt1 = await client.round_trips(w.rtt_jobs, w.submit_stream)
         finally:
             await client.close()
             miner_lines = await (
@@ -344,7 +396,8 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
     return Outcome(
         name=f"aitbc-{backend}"
         + ("-agent" if w.miner_mode == "agent" else "")
-        + (f"-batch{w.submit_batch}" if w.submit_batch else ""),
+        + (f"-batch{w.submit_batch}" if w.submit_batch else "")
+        + ("-stream" if w.submit_stream else ""),
         jobs=w.jobs,
         seconds=elapsed,
         jobs_per_s=w.jobs / elapsed,

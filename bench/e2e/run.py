@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run each backend (stream miners) submitting SubmitJobs calls of this many "
         "jobs, concurrency/N calls in flight; 0: unary SubmitJob rows only",
     )
+    ap.add_argument(
+        "--submit-stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run each backend (stream miners) submitting one message per job on one "
+        "SubmitJobStream call (concurrency awaiting their answer); round trips on the stream",
+    )
     ap.add_argument("--celery", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument(
         "--rounds",
@@ -141,6 +148,16 @@ async def _one_round(
             o = await aitbc_side.run(
                 backend,
                 dataclasses.replace(w, submit_batch=args.submit_batch, rtt_jobs=0),
+                pg_url=args.pg_url,
+                profile_dir=args.profile,
+            )
+            _print_side(o)
+            outcomes.append(o)
+        if args.submit_stream:
+            # One message per job, as Celery's one apply_async per task, on one open stream.
+            o = await aitbc_side.run(
+                backend,
+                dataclasses.replace(w, submit_stream=True),
                 pg_url=args.pg_url,
                 profile_dir=args.profile,
             )

@@ -26,6 +26,12 @@ RPCS = [
     ("jobs", "CancelJob", jobs_pb.CancelJobRequest(job_id="job_" + "0" * 32), "unary"),
     ("jobs", "ListJobs", jobs_pb.ListJobsRequest(), "unary"),
     ("jobs", "WatchJob", jobs_pb.WatchJobRequest(job_id="job_" + "0" * 32), "stream"),
+    (
+        "jobs",
+        "SubmitJobStream",
+        jobs_pb.SubmitJobStreamRequest(tag=1, request={"payload": {"service": "echo"}}),
+        "bidi",
+    ),
     ("miners", "Connect", None, "bidi"),
     ("miners", "Register", miner_pb.RegisterRequest(capabilities=caps()), "unary"),
     ("miners", "Heartbeat", miner_pb.HeartbeatRequest(session_token="x"), "unary"),
@@ -65,7 +71,14 @@ async def _call(api, stub_name, rpc, request, kind, md):
     async def hello():
         yield miner_pb.ConnectRequest(hello=miner_pb.Hello(capabilities=caps()))
 
-    call = stub.Connect(hello(), metadata=md, timeout=5)
+    async def one():
+        yield request
+
+    call = (
+        stub.Connect(hello(), metadata=md, timeout=5)
+        if request is None
+        else getattr(stub, rpc)(one(), metadata=md, timeout=5)
+    )
     first = await call.read()
     if first is grpc.aio.EOF:  # the server ended the call: its status says why
         return await call.code()

@@ -26,7 +26,7 @@ from aitbc.coordinator.v1 import job_pb2 as aitbc_dot_coordinator_dot_v1_dot_job
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aitbc/coordinator/v1/job_service.proto\x12\x14\x61itbc.coordinator.v1\x1a\x1e\x61itbc/coordinator/v1/job.proto\x1a\x1cgoogle/api/annotations.proto\"\x8a\x02\n\x10SubmitJobRequest\x12:\n\x07payload\x18\x01 \x01(\x0b\x32 .aitbc.coordinator.v1.JobPayloadR\x07payload\x12\x46\n\x0b\x63onstraints\x18\x02 \x01(\x0b\x32$.aitbc.coordinator.v1.JobConstraintsR\x0b\x63onstraints\x12\x1f\n\x0bttl_seconds\x18\x03 \x01(\rR\nttlSeconds\x12.\n\x13run_timeout_seconds\x18\x04 \x01(\rR\x11runTimeoutSeconds\x12!\n\x0cwait_seconds\x18\x05 \x01(\rR\x0bwaitSeconds\"Z\n\x11SubmitJobResponse\x12+\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"O\n\x11SubmitJobsRequest\x12:\n\x05items\x18\x01 \x03(\x0b\x32$.aitbc.coordinator.v1.SubmitJobsItemR\x05items\"{\n\x0eSubmitJobsItem\x12@\n\x07request\x18\x01 \x01(\x0b\x32&.aitbc.coordinator.v1.SubmitJobRequestR\x07request\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"V\n\x12SubmitJobsResponse\x12@\n\x07results\x18\x01 \x03(\x0b\x32&.aitbc.coordinator.v1.SubmitJobsResultR\x07results\"\xa5\x01\n\x10SubmitJobsResult\x12-\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobH\x00R\x03job\x12=\n\x05\x65rror\x18\x02 \x01(\x0b\x32%.aitbc.coordinator.v1.SubmitJobsErrorH\x00R\x05\x65rror\x12\x18\n\x07\x63reated\x18\x03 \x01(\x08R\x07\x63reatedB\t\n\x07outcome\"\xb2\x01\n\x0fSubmitJobsError\x12\x12\n\x04\x63ode\x18\x01 \x01(\tR\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12Y\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32..aitbc.coordinator.v1.SubmitJobsFieldViolationR\x0f\x66ieldViolations\"R\n\x18SubmitJobsFieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\"&\n\rGetJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"=\n\x0eGetJobResponse\x12+\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job\",\n\x13GetJobResultRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xd2\x01\n\x14GetJobResultResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1e.aitbc.coordinator.v1.JobStateR\x05state\x12\x37\n\x06result\x18\x03 \x01(\x0b\x32\x1f.aitbc.coordinator.v1.JobResultR\x06result\x12\x34\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.aitbc.coordinator.v1.JobErrorR\x05\x65rror\"A\n\x10\x43\x61ncelJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"@\n\x11\x43\x61ncelJobResponse\x12+\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job\"\x83\x01\n\x0fListJobsRequest\x12\x34\n\x05state\x18\x01 \x01(\x0e\x32\x1e.aitbc.coordinator.v1.JobStateR\x05state\x12\x1b\n\tpage_size\x18\x02 \x01(\rR\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"i\n\x10ListJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n\x0fWatchJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"U\n\x10WatchJobResponse\x12\x14\n\x05\x65vent\x18\x01 \x01(\tR\x05\x65vent\x12+\n\x03job\x18\x02 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job2\xfa\x06\n\nJobService\x12v\n\tSubmitJob\x12&.aitbc.coordinator.v1.SubmitJobRequest\x1a\'.aitbc.coordinator.v1.SubmitJobResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\x08/v1/jobs:\x01*b\x03job\x12\x80\x01\n\nSubmitJobs\x12\'.aitbc.coordinator.v1.SubmitJobsRequest\x1a(.aitbc.coordinator.v1.SubmitJobsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/jobs:batchSubmit:\x01*\x12s\n\x06GetJob\x12#.aitbc.coordinator.v1.GetJobRequest\x1a$.aitbc.coordinator.v1.GetJobResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x11/v1/jobs/{job_id}b\x03job\x12\x87\x01\n\x0cGetJobResult\x12).aitbc.coordinator.v1.GetJobResultRequest\x1a*.aitbc.coordinator.v1.GetJobResultResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/jobs/{job_id}/result\x12\x86\x01\n\tCancelJob\x12&.aitbc.coordinator.v1.CancelJobRequest\x1a\'.aitbc.coordinator.v1.CancelJobResponse\"(\x82\xd3\xe4\x93\x02\"\"\x18/v1/jobs/{job_id}/cancel:\x01*b\x03job\x12k\n\x08ListJobs\x12%.aitbc.coordinator.v1.ListJobsRequest\x1a&.aitbc.coordinator.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12|\n\x08WatchJob\x12%.aitbc.coordinator.v1.WatchJobRequest\x1a&.aitbc.coordinator.v1.WatchJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}/watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&aitbc/coordinator/v1/job_service.proto\x12\x14\x61itbc.coordinator.v1\x1a\x1e\x61itbc/coordinator/v1/job.proto\x1a\x1cgoogle/api/annotations.proto\"\x8a\x02\n\x10SubmitJobRequest\x12:\n\x07payload\x18\x01 \x01(\x0b\x32 .aitbc.coordinator.v1.JobPayloadR\x07payload\x12\x46\n\x0b\x63onstraints\x18\x02 \x01(\x0b\x32$.aitbc.coordinator.v1.JobConstraintsR\x0b\x63onstraints\x12\x1f\n\x0bttl_seconds\x18\x03 \x01(\rR\nttlSeconds\x12.\n\x13run_timeout_seconds\x18\x04 \x01(\rR\x11runTimeoutSeconds\x12!\n\x0cwait_seconds\x18\x05 \x01(\rR\x0bwaitSeconds\"Z\n\x11SubmitJobResponse\x12+\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"O\n\x11SubmitJobsRequest\x12:\n\x05items\x18\x01 \x03(\x0b\x32$.aitbc.coordinator.v1.SubmitJobsItemR\x05items\"{\n\x0eSubmitJobsItem\x12@\n\x07request\x18\x01 \x01(\x0b\x32&.aitbc.coordinator.v1.SubmitJobRequestR\x07request\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\"V\n\x12SubmitJobsResponse\x12@\n\x07results\x18\x01 \x03(\x0b\x32&.aitbc.coordinator.v1.SubmitJobsResultR\x07results\"\x95\x01\n\x16SubmitJobStreamRequest\x12\x10\n\x03tag\x18\x01 \x01(\x04R\x03tag\x12@\n\x07request\x18\x02 \x01(\x0b\x32&.aitbc.coordinator.v1.SubmitJobRequestR\x07request\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\"`\n\x17SubmitJobStreamResponse\x12\x45\n\x07\x61nswers\x18\x01 \x03(\x0b\x32+.aitbc.coordinator.v1.SubmitJobStreamAnswerR\x07\x61nswers\"i\n\x15SubmitJobStreamAnswer\x12\x10\n\x03tag\x18\x01 \x01(\x04R\x03tag\x12>\n\x06result\x18\x02 \x01(\x0b\x32&.aitbc.coordinator.v1.SubmitJobsResultR\x06result\"\xa5\x01\n\x10SubmitJobsResult\x12-\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobH\x00R\x03job\x12=\n\x05\x65rror\x18\x02 \x01(\x0b\x32%.aitbc.coordinator.v1.SubmitJobsErrorH\x00R\x05\x65rror\x12\x18\n\x07\x63reated\x18\x03 \x01(\x08R\x07\x63reatedB\t\n\x07outcome\"\xd8\x01\n\x0fSubmitJobsError\x12\x12\n\x04\x63ode\x18\x01 \x01(\tR\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12Y\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32..aitbc.coordinator.v1.SubmitJobsFieldViolationR\x0f\x66ieldViolations\x12$\n\x0eretry_after_ms\x18\x05 \x01(\rR\x0cretryAfterMs\"R\n\x18SubmitJobsFieldViolation\x12\x14\n\x05\x66ield\x18\x01 \x01(\tR\x05\x66ield\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\"&\n\rGetJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"=\n\x0eGetJobResponse\x12+\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job\",\n\x13GetJobResultRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xd2\x01\n\x14GetJobResultResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1e.aitbc.coordinator.v1.JobStateR\x05state\x12\x37\n\x06result\x18\x03 \x01(\x0b\x32\x1f.aitbc.coordinator.v1.JobResultR\x06result\x12\x34\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.aitbc.coordinator.v1.JobErrorR\x05\x65rror\"A\n\x10\x43\x61ncelJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"@\n\x11\x43\x61ncelJobResponse\x12+\n\x03job\x18\x01 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job\"\x83\x01\n\x0fListJobsRequest\x12\x34\n\x05state\x18\x01 \x01(\x0e\x32\x1e.aitbc.coordinator.v1.JobStateR\x05state\x12\x1b\n\tpage_size\x18\x02 \x01(\rR\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"i\n\x10ListJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"(\n\x0fWatchJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"U\n\x10WatchJobResponse\x12\x14\n\x05\x65vent\x18\x01 \x01(\tR\x05\x65vent\x12+\n\x03job\x18\x02 \x01(\x0b\x32\x19.aitbc.coordinator.v1.JobR\x03job2\xee\x07\n\nJobService\x12v\n\tSubmitJob\x12&.aitbc.coordinator.v1.SubmitJobRequest\x1a\'.aitbc.coordinator.v1.SubmitJobResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\x08/v1/jobs:\x01*b\x03job\x12\x80\x01\n\nSubmitJobs\x12\'.aitbc.coordinator.v1.SubmitJobsRequest\x1a(.aitbc.coordinator.v1.SubmitJobsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/jobs:batchSubmit:\x01*\x12r\n\x0fSubmitJobStream\x12,.aitbc.coordinator.v1.SubmitJobStreamRequest\x1a-.aitbc.coordinator.v1.SubmitJobStreamResponse(\x01\x30\x01\x12s\n\x06GetJob\x12#.aitbc.coordinator.v1.GetJobRequest\x1a$.aitbc.coordinator.v1.GetJobResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x11/v1/jobs/{job_id}b\x03job\x12\x87\x01\n\x0cGetJobResult\x12).aitbc.coordinator.v1.GetJobResultRequest\x1a*.aitbc.coordinator.v1.GetJobResultResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/jobs/{job_id}/result\x12\x86\x01\n\tCancelJob\x12&.aitbc.coordinator.v1.CancelJobRequest\x1a\'.aitbc.coordinator.v1.CancelJobResponse\"(\x82\xd3\xe4\x93\x02\"\"\x18/v1/jobs/{job_id}/cancel:\x01*b\x03job\x12k\n\x08ListJobs\x12%.aitbc.coordinator.v1.ListJobsRequest\x1a&.aitbc.coordinator.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12|\n\x08WatchJob\x12%.aitbc.coordinator.v1.WatchJobRequest\x1a&.aitbc.coordinator.v1.WatchJobResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}/watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,32 +57,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITJOBSITEM']._serialized_end=691
   _globals['_SUBMITJOBSRESPONSE']._serialized_start=693
   _globals['_SUBMITJOBSRESPONSE']._serialized_end=779
-  _globals['_SUBMITJOBSRESULT']._serialized_start=782
-  _globals['_SUBMITJOBSRESULT']._serialized_end=947
-  _globals['_SUBMITJOBSERROR']._serialized_start=950
-  _globals['_SUBMITJOBSERROR']._serialized_end=1128
-  _globals['_SUBMITJOBSFIELDVIOLATION']._serialized_start=1130
-  _globals['_SUBMITJOBSFIELDVIOLATION']._serialized_end=1212
-  _globals['_GETJOBREQUEST']._serialized_start=1214
-  _globals['_GETJOBREQUEST']._serialized_end=1252
-  _globals['_GETJOBRESPONSE']._serialized_start=1254
-  _globals['_GETJOBRESPONSE']._serialized_end=1315
-  _globals['_GETJOBRESULTREQUEST']._serialized_start=1317
-  _globals['_GETJOBRESULTREQUEST']._serialized_end=1361
-  _globals['_GETJOBRESULTRESPONSE']._serialized_start=1364
-  _globals['_GETJOBRESULTRESPONSE']._serialized_end=1574
-  _globals['_CANCELJOBREQUEST']._serialized_start=1576
-  _globals['_CANCELJOBREQUEST']._serialized_end=1641
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1643
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1707
-  _globals['_LISTJOBSREQUEST']._serialized_start=1710
-  _globals['_LISTJOBSREQUEST']._serialized_end=1841
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1843
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1948
-  _globals['_WATCHJOBREQUEST']._serialized_start=1950
-  _globals['_WATCHJOBREQUEST']._serialized_end=1990
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1992
-  _globals['_WATCHJOBRESPONSE']._serialized_end=2077
-  _globals['_JOBSERVICE']._serialized_start=2080
-  _globals['_JOBSERVICE']._serialized_end=2970
+  _globals['_SUBMITJOBSTREAMREQUEST']._serialized_start=782
+  _globals['_SUBMITJOBSTREAMREQUEST']._serialized_end=931
+  _globals['_SUBMITJOBSTREAMRESPONSE']._serialized_start=933
+  _globals['_SUBMITJOBSTREAMRESPONSE']._serialized_end=1029
+  _globals['_SUBMITJOBSTREAMANSWER']._serialized_start=1031
+  _globals['_SUBMITJOBSTREAMANSWER']._serialized_end=1136
+  _globals['_SUBMITJOBSRESULT']._serialized_start=1139
+  _globals['_SUBMITJOBSRESULT']._serialized_end=1304
+  _globals['_SUBMITJOBSERROR']._serialized_start=1307
+  _globals['_SUBMITJOBSERROR']._serialized_end=1523
+  _globals['_SUBMITJOBSFIELDVIOLATION']._serialized_start=1525
+  _globals['_SUBMITJOBSFIELDVIOLATION']._serialized_end=1607
+  _globals['_GETJOBREQUEST']._serialized_start=1609
+  _globals['_GETJOBREQUEST']._serialized_end=1647
+  _globals['_GETJOBRESPONSE']._serialized_start=1649
+  _globals['_GETJOBRESPONSE']._serialized_end=1710
+  _globals['_GETJOBRESULTREQUEST']._serialized_start=1712
+  _globals['_GETJOBRESULTREQUEST']._serialized_end=1756
+  _globals['_GETJOBRESULTRESPONSE']._serialized_start=1759
+  _globals['_GETJOBRESULTRESPONSE']._serialized_end=1969
+  _globals['_CANCELJOBREQUEST']._serialized_start=1971
+  _globals['_CANCELJOBREQUEST']._serialized_end=2036
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2038
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2102
+  _globals['_LISTJOBSREQUEST']._serialized_start=2105
+  _globals['_LISTJOBSREQUEST']._serialized_end=2236
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2238
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2343
+  _globals['_WATCHJOBREQUEST']._serialized_start=2345
+  _globals['_WATCHJOBREQUEST']._serialized_end=2385
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2387
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2472
+  _globals['_JOBSERVICE']._serialized_start=2475
+  _globals['_JOBSERVICE']._serialized_end=3481
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,30 @@ class SubmitJobsResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[SubmitJobsResult]
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitJobsResult, _Mapping]]] = ...) -> None: ...
 
+class SubmitJobStreamRequest(_message.Message):
+    __slots__ = ("tag", "request", "idempotency_key")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    request: SubmitJobRequest
+    idempotency_key: str
+    def __init__(self, tag: _Optional[int] = ..., request: _Optional[_Union[SubmitJobRequest, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class SubmitJobStreamResponse(_message.Message):
+    __slots__ = ("answers",)
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    answers: _containers.RepeatedCompositeFieldContainer[SubmitJobStreamAnswer]
+    def __init__(self, answers: _Optional[_Iterable[_Union[SubmitJobStreamAnswer, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobStreamAnswer(_message.Message):
+    __slots__ = ("tag", "result")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    result: SubmitJobsResult
+    def __init__(self, tag: _Optional[int] = ..., result: _Optional[_Union[SubmitJobsResult, _Mapping]] = ...) -> None: ...
+
 class SubmitJobsResult(_message.Message):
     __slots__ = ("job", "error", "created")
     JOB_FIELD_NUMBER: _ClassVar[int]
@@ -61,16 +85,18 @@ class SubmitJobsResult(_message.Message):
     def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., error: _Optional[_Union[SubmitJobsError, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class SubmitJobsError(_message.Message):
-    __slots__ = ("code", "message", "reason", "field_violations")
+    __slots__ = ("code", "message", "reason", "field_violations", "retry_after_ms")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     FIELD_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     code: str
     message: str
     reason: str
     field_violations: _containers.RepeatedCompositeFieldContainer[SubmitJobsFieldViolation]
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[SubmitJobsFieldViolation, _Mapping]]] = ...) -> None: ...
+    retry_after_ms: int
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., field_violations: _Optional[_Iterable[_Union[SubmitJobsFieldViolation, _Mapping]]] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class SubmitJobsFieldViolation(_message.Message):
     __slots__ = ("field", "description")

@@ -45,6 +45,11 @@ class JobServiceStub:
                 request_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
                 response_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
                 _registered_method=True)
+        self.SubmitJobStream = channel.stream_stream(
+                '/aitbc.coordinator.v1.JobService/SubmitJobStream',
+                request_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobStreamRequest.SerializeToString,
+                response_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobStreamResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/aitbc.coordinator.v1.JobService/GetJob',
                 request_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.GetJobRequest.SerializeToString,
@@ -88,6 +93,23 @@ class JobServiceServicer:
         """Up to 100 jobs in one call, each validated, stored and dispatched as SubmitJob would on
         its own: one result per item, in request order, with the job or the error that item got.
         A bad item fails only itself. Every item counts against the caller's submit rate limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobStream(self, request_iterator, context):
+        """Many jobs over one long-lived stream, one message per job: each is validated, stored and
+        dispatched as SubmitJob would take it on its own (its own idempotency key, one submit
+        token of the caller's rate limit, wait_seconds allowed) and answered with the same tag, in
+        the order the answers are ready (answers ready together share a response message). A
+        refused job fails only itself; the stream goes on. The coordinator works on up to 1000
+        submits of a stream at once and reads no further message until one of them is answered.
+        Every message it read is answered before the stream ends; when the client closes its
+        side, the stream ends OK once the last answer is out. A coordinator that shuts down stops
+        reading, answers what it read (waits end early, with the job as it is) and ends the stream
+        UNAVAILABLE: a message without an answer was not taken. gRPC only (no REST path); with
+        request signing the signature covers the start of the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,6 +162,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJobs,
                     request_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsRequest.FromString,
                     response_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsResponse.SerializeToString,
+            ),
+            'SubmitJobStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitJobStream,
+                    request_deserializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobStreamRequest.FromString,
+                    response_serializer=aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobStreamResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -222,6 +249,33 @@ class JobService:
             '/aitbc.coordinator.v1.JobService/SubmitJobs',
             aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsRequest.SerializeToString,
             aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/aitbc.coordinator.v1.JobService/SubmitJobStream',
+            aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobStreamRequest.SerializeToString,
+            aitbc_dot_coordinator_dot_v1_dot_job__service__pb2.SubmitJobStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

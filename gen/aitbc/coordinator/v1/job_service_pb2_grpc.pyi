@@ -42,6 +42,19 @@ class JobServiceStub:
     its own: one result per item, in request order, with the job or the error that item got.
     A bad item fails only itself. Every item counts against the caller's submit rate limit.
     """
+    SubmitJobStream: _grpc.StreamStreamMultiCallable[_job_service_pb2.SubmitJobStreamRequest, _job_service_pb2.SubmitJobStreamResponse]
+    """Many jobs over one long-lived stream, one message per job: each is validated, stored and
+    dispatched as SubmitJob would take it on its own (its own idempotency key, one submit
+    token of the caller's rate limit, wait_seconds allowed) and answered with the same tag, in
+    the order the answers are ready (answers ready together share a response message). A
+    refused job fails only itself; the stream goes on. The coordinator works on up to 1000
+    submits of a stream at once and reads no further message until one of them is answered.
+    Every message it read is answered before the stream ends; when the client closes its
+    side, the stream ends OK once the last answer is out. A coordinator that shuts down stops
+    reading, answers what it read (waits end early, with the job as it is) and ends the stream
+    UNAVAILABLE: a message without an answer was not taken. gRPC only (no REST path); with
+    request signing the signature covers the start of the stream.
+    """
     GetJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]
     GetJobResult: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetJobResultRequest, _job_service_pb2.GetJobResultResponse]
     """The outcome of a job. While the job is not terminal REST answers 425 (gRPC: OK with the
@@ -67,6 +80,19 @@ class JobServiceAsyncStub(JobServiceStub):
     """Up to 100 jobs in one call, each validated, stored and dispatched as SubmitJob would on
     its own: one result per item, in request order, with the job or the error that item got.
     A bad item fails only itself. Every item counts against the caller's submit rate limit.
+    """
+    SubmitJobStream: _aio.StreamStreamMultiCallable[_job_service_pb2.SubmitJobStreamRequest, _job_service_pb2.SubmitJobStreamResponse]  # type: ignore[assignment]
+    """Many jobs over one long-lived stream, one message per job: each is validated, stored and
+    dispatched as SubmitJob would take it on its own (its own idempotency key, one submit
+    token of the caller's rate limit, wait_seconds allowed) and answered with the same tag, in
+    the order the answers are ready (answers ready together share a response message). A
+    refused job fails only itself; the stream goes on. The coordinator works on up to 1000
+    submits of a stream at once and reads no further message until one of them is answered.
+    Every message it read is answered before the stream ends; when the client closes its
+    side, the stream ends OK once the last answer is out. A coordinator that shuts down stops
+    reading, answers what it read (waits end early, with the job as it is) and ends the stream
+    UNAVAILABLE: a message without an answer was not taken. gRPC only (no REST path); with
+    request signing the signature covers the start of the stream.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]  # type: ignore[assignment]
     GetJobResult: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetJobResultRequest, _job_service_pb2.GetJobResultResponse]  # type: ignore[assignment]
@@ -102,6 +128,25 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         """Up to 100 jobs in one call, each validated, stored and dispatched as SubmitJob would on
         its own: one result per item, in request order, with the job or the error that item got.
         A bad item fails only itself. Every item counts against the caller's submit rate limit.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitJobStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_job_service_pb2.SubmitJobStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_job_service_pb2.SubmitJobStreamResponse], _abc.AsyncIterator[_job_service_pb2.SubmitJobStreamResponse]]:
+        """Many jobs over one long-lived stream, one message per job: each is validated, stored and
+        dispatched as SubmitJob would take it on its own (its own idempotency key, one submit
+        token of the caller's rate limit, wait_seconds allowed) and answered with the same tag, in
+        the order the answers are ready (answers ready together share a response message). A
+        refused job fails only itself; the stream goes on. The coordinator works on up to 1000
+        submits of a stream at once and reads no further message until one of them is answered.
+        Every message it read is answered before the stream ends; when the client closes its
+        side, the stream ends OK once the last answer is out. A coordinator that shuts down stops
+        reading, answers what it read (waits end early, with the job as it is) and ends the stream
+        UNAVAILABLE: a message without an answer was not taken. gRPC only (no REST path); with
+        request signing the signature covers the start of the stream.
         """
 
     @_abc_1.abstractmethod
