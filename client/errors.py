@@ -31,6 +31,8 @@ class SdkError(AitbcError):
         super().__init__(_one_line(message), reason=reason)
         self.code = code
         self.field_violations: list[tuple[str, str]] = list(field_violations or [])
+        # When known (a rate-limited job of a batch or stream): seconds until a retry passes.
+        self.retry_after_s: float | None = None
 
     def details(self) -> list[Message]:
         out = super().details()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import grpc
@@ -35,6 +39,8 @@ BATCH_ITEM_KEYS = frozenset(
     }
 )
 DEFAULT_ENDPOINT = "127.0.0.1:50051"
+# The coordinator works on this many submits of one SubmitJobStream at once.
+MAX_STREAM_WINDOW = 1000
 TERMINAL_STATES = frozenset(
     {
         job_pb.JOB_STATE_COMPLETED,
@@ -128,6 +134,147 @@ def batch_item(job: Mapping[str, Any], where: str = "job") -> jobs_pb.SubmitJobs
         raise errors.InvalidArgument.field(where, str(exc)) from None
 
 
+def _submit_request(
+    service: str,
+    parameters: Mapping[str, Any],
+    constraints: Mapping[str, Any] | None,
+    ttl_seconds: int,
+    run_timeout_seconds: int,
+    wait_seconds: int,
+) -> jobs_pb.SubmitJobRequest:
+    return jobs_pb.SubmitJobRequest(
+        payload=_payload(service, parameters),
+        constraints=_constraints(constraints),
+        ttl_seconds=ttl_seconds,
+        run_timeout_seconds=run_timeout_seconds,
+        wait_seconds=wait_seconds,
+    )
+
+
+def _item_outcome(r: jobs_pb.SubmitJobsResult) -> tuple[job_pb.Job | None, SdkError | None]:
+    if r.WhichOneof("outcome") == "job":
+        return r.job, None
+    e = r.error
+    code = getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN)
+    fields = [(v.field, v.description) for v in e.field_violations]
+    err = SdkError(code, e.message, e.reason, fields)
+    err.retry_after_s = e.retry_after_ms / 1000 if e.retry_after_ms else None
+    return None, err
+
+
+class JobStream:
+    """Many submits on one SubmitJobStream call (Client.job_stream()); thread-safe.
+
+    submit() returns a Future of the job (or of the SdkError that job got: a refused job
+    fails only itself). At most `window` submits await their answer; submit() blocks for the
+    next free place. close() (or leaving the `with` block) sends the end of the stream and
+    waits for every answer; if the stream itself fails (auth, the coordinator shuts down or
+    goes away), the futures still unanswered fail with that error: those jobs may or may not
+    be stored (use idempotency keys to send them again safely).
+    """
+
+    _END = object()
+
+    def __init__(self, client: Client, window: int):
+        if not 1 <= window <= MAX_STREAM_WINDOW:
+            raise errors.InvalidArgument.field(
+                "window", f"must be between 1 and {MAX_STREAM_WINDOW}, got {window}"
+            )
+        self._client = client
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._window = threading.BoundedSemaphore(window)
+        self._tags = itertools.count()
+        self._lock = threading.Lock()
+        self._pending: dict[int, Future[job_pb.Job]] = {}
+        self._failure: SdkError | None = None
+        self._closed = False
+        self._call = client._jobs.SubmitJobStream(
+            iter(self._outbox.get, self._END), metadata=client._metadata()
+        )
+        self._reader = threading.Thread(target=self._read, name="aitbc-job-stream", daemon=True)
+        self._reader.start()
+
+    def submit(
+        self,
+        service: str,
+        parameters: Mapping[str, Any],
+        *,
+        constraints: Mapping[str, Any] | None = None,
+        ttl_seconds: int = 0,
+        run_timeout_seconds: int = 0,
+        idempotency_key: str | None = None,
+        wait_seconds: int = 0,
+    ) -> Future[job_pb.Job]:
+        """As Client.submit_job, answered through the Future; with `wait_seconds` the job
+        comes once it is terminal (or the wait ends)."""
+        request = _submit_request(
+            service, parameters, constraints, ttl_seconds, run_timeout_seconds, wait_seconds
+        )
+        self._window.acquire()
+        future: Future[job_pb.Job] = Future()
+        with self._lock:
+            if self._failure is not None or self._closed:
+                self._window.release()
+                raise self._failure or errors.FailedPrecondition("the job stream is closed")
+            tag = next(self._tags)
+            self._pending[tag] = future
+        self._outbox.put(
+            jobs_pb.SubmitJobStreamRequest(
+                tag=tag, request=request, idempotency_key=idempotency_key or ""
+            )
+        )
+        return future
+
+    def _read(self) -> None:
+        failure: SdkError | None = None
+        try:
+            for message in self._call:
+                for answer in message.answers:
+                    with self._lock:
+                        future = self._pending.pop(answer.tag, None)
+                    if future is None:
+                        continue  # not ours: a coordinator bug; nothing waits for it
+                    self._window.release()
+                    job, err = _item_outcome(answer.result)
+                    if err is None:
+                        future.set_result(job)
+                    else:
+                        future.set_exception(err)
+        except grpc.RpcError as exc:
+            failure = self._client._error(exc, None)
+        finally:
+            with self._lock:
+                left, self._pending = self._pending, {}
+                if failure is None and (left or not self._closed):
+                    failure = SdkError(
+                        grpc.StatusCode.UNAVAILABLE, "the job stream ended before answering"
+                    )
+                self._failure = failure
+                if not self._closed:  # free gRPC's thread that reads the outbox
+                    self._closed = True
+                    self._outbox.put(self._END)
+            for future in left.values():
+                self._window.release()
+                future.set_exception(failure)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """End the stream once every submit is answered (waits up to `timeout_s`)."""
+        with self._lock:
+            already, self._closed = self._closed, True
+        if not already:
+            self._outbox.put(self._END)
+        self._reader.join(timeout_s)
+        if self._reader.is_alive():
+            self._call.cancel()
+            self._reader.join()
+
+    def __enter__(self) -> JobStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Client:
     """One channel to a coordinator; every call sends `x-api-key` and raises SdkError.
 
@@ -213,12 +360,8 @@ class Client:
         the wait is over, whichever is first: one call for a short job's result. The call's
         deadline is stretched to cover the wait.
         """
-        request = jobs_pb.SubmitJobRequest(
-            payload=_payload(service, parameters),
-            constraints=_constraints(constraints),
-            ttl_seconds=ttl_seconds,
-            run_timeout_seconds=run_timeout_seconds,
-            wait_seconds=wait_seconds,
+        request = _submit_request(
+            service, parameters, constraints, ttl_seconds, run_timeout_seconds, wait_seconds
         )
         timeout_s = self.timeout_s
         if wait_seconds and timeout_s is not None:
@@ -248,16 +391,13 @@ class Client:
                 for i, job in enumerate(jobs)
             ]
         )
-        out: list[tuple[job_pb.Job | None, SdkError | None]] = []
-        for r in self._call(self._jobs.SubmitJobs, request).results:
-            if r.WhichOneof("outcome") == "job":
-                out.append((r.job, None))
-            else:
-                e = r.error
-                code = getattr(grpc.StatusCode, e.code, grpc.StatusCode.UNKNOWN)
-                fields = [(v.field, v.description) for v in e.field_violations]
-                out.append((None, SdkError(code, e.message, e.reason, fields)))
-        return out
+        return [_item_outcome(r) for r in self._call(self._jobs.SubmitJobs, request).results]
+
+    def job_stream(self, *, window: int = 256) -> JobStream:
+        """Many jobs on one open SubmitJobStream: `with client.job_stream() as s:` then
+        `s.submit(...)` per job (a Future each); see JobStream. Each job is validated,
+        stored and rate-limited as by submit_job."""
+        return JobStream(self, window)
 
     def get_job(self, job_id: str) -> job_pb.Job:
         return self._call(self._jobs.GetJob, jobs_pb.GetJobRequest(job_id=job_id)).job

@@ -10,7 +10,8 @@ from aitbc.coordinator.v1 import job_pb2 as job_pb
 from google.protobuf import json_format
 
 from client.errors import SdkError
-from client.sdk import MAX_BATCH, Client, job_state, miner_status
+from client.sdk import MAX_BATCH, MAX_STREAM_WINDOW, Client, job_state, miner_status
+from coordinator.api.jobs import STREAM_WINDOW
 from coordinator.domain.validation import MAX_SUBMIT_BATCH
 from core import errors
 
@@ -118,6 +119,63 @@ def test_submit_jobs_answers_each_item(coord):
         with pytest.raises(SdkError) as info:
             c.submit_jobs([])
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_sdk_stream_window_is_the_coordinators():
+    assert MAX_STREAM_WINDOW == STREAM_WINDOW
+
+
+def test_job_stream_answers_each_submit_through_its_future(coord):
+    with coord.client() as c:
+        with c.job_stream(window=4) as stream:
+            futures = [stream.submit("echo", {"i": i}, idempotency_key=f"s-{i}") for i in range(10)]
+            bad = stream.submit("nope", {})
+            again = stream.submit("echo", {"i": 3}, idempotency_key="s-3")
+            jobs = [f.result(10) for f in futures]
+            with pytest.raises(SdkError) as info:
+                bad.result(10)
+            assert again.result(10).job_id == jobs[3].job_id
+        assert [dict(j.payload.parameters) for j in jobs] == [{"i": i} for i in range(10)]
+        assert all(j.state == job_pb.JOB_STATE_QUEUED for j in jobs)
+        assert len({j.job_id for j in jobs}) == 10
+        assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.fields == ["request.payload.service"]
+        with pytest.raises(errors.FailedPrecondition, match="closed"):
+            stream.submit("echo", {})
+        assert len(list(c.iter_jobs())) == 10
+        with pytest.raises(errors.InvalidArgument, match="window"):
+            c.job_stream(window=MAX_STREAM_WINDOW + 1)
+
+
+def test_job_stream_waits_for_results_from_threads(coord):
+    miner = coord.miner(slots=4)
+
+    def serve(n: int) -> None:
+        for _ in range(n):
+            a = coord.assignment(miner)
+            coord.call(miner.result, a, {"done": a.job.job_id})
+
+    with coord.client() as c, c.job_stream() as stream, ThreadPoolExecutor(4) as pool:
+        server = pool.submit(serve, 8)
+        futures = list(
+            pool.map(lambda i: stream.submit("echo", {"i": i}, wait_seconds=20), range(8))
+        )
+        jobs = [f.result(20) for f in futures]
+        server.result(20)
+    assert all(j.state == job_pb.JOB_STATE_COMPLETED for j in jobs)
+    assert all(json_format.MessageToDict(j.result.inline) == {"done": j.job_id} for j in jobs)
+
+
+def test_job_stream_failure_fails_the_unanswered_futures(coord):
+    with Client(coord.target, "not-a-key", timeout_s=5) as c:
+        stream = c.job_stream()
+        # The refusal may come before the submit (which then raises it) or after (its future).
+        with pytest.raises(SdkError) as info:
+            stream.submit("echo", {}).result(10)
+        assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(SdkError):
+            stream.submit("echo", {})
+        stream.close()
 
 
 def test_errors_carry_code_reason_and_fields(coord):
