@@ -23,17 +23,17 @@ from core.receipts import (
     KeyRing,
     PublicKeyInfo,
     Signer,
-    build_receipt,
+    issue_receipt,
     load_or_create_signing_key,
     money,
     parse_public_key,
     parse_seed_hex,
-    sign_receipt,
     verify_claim,
 )
 
 log = logging.getLogger(__name__)
 HISTORY_FILE = "receipt-keys.json"
+_MICRO = Decimal("0.000001")
 
 
 def _ring(entries: list[dict[str, Any]]) -> KeyRing:
@@ -154,21 +154,19 @@ class ReceiptIssuer:
         started = (
             job.started_at if job.started_at is not None else job.assigned_at or job.finished_at
         )
-        seconds = Decimal(str(max(0.0, job.finished_at - started))).quantize(Decimal("0.000001"))
+        seconds = Decimal(str(max(0.0, job.finished_at - started))).quantize(_MICRO)
         unit_price = job.unit_price if job.unit_price is not None else Decimal(0)
-        model = (
-            job.parameters.get("model")
-            if isinstance(job.parameters.get("model"), str)
-            else job.service
-        )
-        doc = build_receipt(
+        model = job.parameters.get("model")
+        receipt_id, data = issue_receipt(
+            self.keys.signer,
+            self.keys.attester,
             job_id=job.job_id,
             provider=job.miner_id,
             client=job.client_id,
             units=money(seconds),
             unit_type=job.unit_type or "gpu_seconds",
             price=money(seconds * unit_price),
-            model=model,
+            model=model if isinstance(model, str) else job.service,
             payload={"service": job.service, "parameters": job.parameters},
             started_at=int(started),
             completed_at=int(job.finished_at),
@@ -183,9 +181,8 @@ class ReceiptIssuer:
             },
             miner_claim=claim,
         )
-        signed, data = sign_receipt(doc, self.keys.signer, self.keys.attester)
         return ReceiptRecord(
-            receipt_id=signed["receipt_id"],
+            receipt_id=receipt_id,
             job_id=job.job_id,
             key_id=self.keys.signer.key_id,
             created_at=job.finished_at,

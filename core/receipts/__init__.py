@@ -19,7 +19,7 @@ from core.receipts.keys import (
     parse_public_key,
     parse_seed_hex,
 )
-from core.receipts.receipt import build_receipt, sign_receipt
+from core.receipts.receipt import build_receipt, issue_receipt, sign_receipt
 from core.receipts.verify import VerificationResult, verify_receipt
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "canonical_json",
     "check_fields",
     "content_hash",
+    "issue_receipt",
     "load_or_create_signing_key",
     "money",
     "parse_public_key",

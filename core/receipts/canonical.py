@@ -42,9 +42,9 @@ def drop_nulls(value: object) -> object:
 
 def canonical_json(doc: Mapping, *, exclude: tuple[str, ...] = UNSIGNED_KEYS) -> str:
     """The canonical JSON text of `doc` without the top-level `exclude` keys (ASCII only)."""
-    if not isinstance(doc, Mapping):
-        raise ReceiptError(f"canonical form needs a JSON object, got {type(doc).__name__}")
-    if not isinstance(doc, dict) or any(k in doc for k in exclude):
+    if type(doc) is not dict or (exclude and not doc.keys().isdisjoint(exclude)):
+        if not isinstance(doc, Mapping):
+            raise ReceiptError(f"canonical form needs a JSON object, got {type(doc).__name__}")
         doc = {k: v for k, v in doc.items() if k not in exclude}
     try:
         text = _encode(doc)

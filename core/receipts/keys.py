@@ -23,12 +23,15 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 class Signer:
     """An Ed25519 private key; `key_id` is its unpadded base64url public key."""
 
-    __slots__ = ("_sk", "key_id", "public_key")
+    __slots__ = ("_secret", "_sk", "key_id", "public_key")
 
     def __init__(self, signing_key: SigningKey):
         self._sk = signing_key
         self.public_key: bytes = bytes(signing_key.verify_key)
         self.key_id: str = b64url_encode(self.public_key)
+        # libsodium's 64-byte secret key (seed + public key), for signing without
+        # SigningKey.sign's SignedMessage wrapping (about 6 us of a receipt's 40 us signature).
+        _, self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(signing_key))
 
     @classmethod
     def from_seed(cls, seed: bytes) -> Signer:
@@ -42,8 +45,11 @@ class Signer:
 
     def sign(self, data: bytes) -> dict[str, str]:
         """A detached signature over `data`: {"alg", "key_id", "sig"}."""
-        sig = self._sk.sign(data).signature
-        return {"alg": ALG, "key_id": self.key_id, "sig": b64url_encode(sig)}
+        return {"alg": ALG, "key_id": self.key_id, "sig": b64url_encode(self.signature(data))}
+
+    def signature(self, data: bytes) -> bytes:
+        """The raw 64-byte Ed25519 signature of `data` (crypto_sign puts it before `data`)."""
+        return nacl.bindings.crypto_sign(data, self._secret)[: nacl.bindings.crypto_sign_BYTES]
 
     def seed_hex(self) -> str:
         """The 32-byte seed as hex (what the key file and AITBC_*_KEY settings hold)."""

@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from core.receipts.canonical import (
     UNSIGNED_KEYS,
@@ -41,11 +42,17 @@ def _amount(value: object, name: str) -> int | float:
     return value
 
 
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _check_json_value(value: object, where: str) -> None:
     """Metadata must be plain JSON: str keys, finite numbers, no exotic types."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _JSON_SCALARS:  # exact types first: isinstance against the ABCs is slow here
+        return
+    if kind is dict or isinstance(value, Mapping):
         for k, v in value.items():
-            if not isinstance(k, str):
+            if type(k) is not str and not isinstance(k, str):
                 raise ReceiptError.field(where, f"key {k!r} is not a string")
             _check_json_value(v, f"{where}.{k}")
     elif isinstance(value, list | tuple):
@@ -54,7 +61,7 @@ def _check_json_value(value: object, where: str) -> None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ReceiptError.field(where, "must be a finite number")
-    elif value is not None and not isinstance(value, str | int | bool):
+    elif not isinstance(value, str | int | bool):
         raise ReceiptError.field(where, f"{type(value).__name__} is not a JSON value")
 
 
@@ -102,9 +109,14 @@ def build_receipt(
         miner_claim = meta.get("miner_claim")  # passed inside metadata: same checks
     if miner_claim is not None:
         meta["miner_claim"] = _claim_for(miner_claim, job_id, artifact_hash, provider)
+    if receipt_id is None or nonce is None:
+        # One draw of 32 random bytes for both ids: each is still 16 bytes of its own.
+        token = secrets.token_hex(32)
+        receipt_id = f"rcpt-{token[:32]}" if receipt_id is None else receipt_id
+        nonce = token[32:] if nonce is None else nonce
     doc = {
         "version": VERSION,
-        "receipt_id": receipt_id if receipt_id is not None else f"rcpt-{secrets.token_hex(16)}",
+        "receipt_id": receipt_id,
         "job_id": job_id,
         "provider": provider,
         "client": client,
@@ -118,7 +130,7 @@ def build_receipt(
         "duration_ms": duration_ms,
         "artifact_hash": artifact_hash,
         "coordinator_id": coordinator_id,
-        "nonce": nonce if nonce is not None else secrets.token_hex(16),
+        "nonce": nonce,
         "chain_id": chain_id,
     }
     if meta:
@@ -158,14 +170,7 @@ def sign_receipt(
     problems = check_fields(doc)
     if problems:
         raise ReceiptError.from_problems("receipt", problems)
-    body = canonical_json(doc)
-    message = body.encode("ascii")
-    signature = signer.sign(message)
-    attestations = [attester.sign(message)] if attester is not None else []
-    atts = ",".join(map(_sig_json, attestations))
-    stored = f'{body[:-1]},"attestations":[{atts}],"signature":{_sig_json(signature)}}}'.encode(
-        "ascii"
-    )
+    signature, attestations, stored = _signed(doc, signer, attester)
     # The signed dict mirrors the bytes without a re-parse: top-level values are scalars (the
     # field rules ensure it) and drop_nulls copies the only nested value, metadata.
     signed = {k: v for k, v in doc.items() if v is not None}
@@ -174,3 +179,31 @@ def sign_receipt(
     signed["attestations"] = attestations
     signed["signature"] = signature
     return signed, stored
+
+
+def issue_receipt(
+    signer: Signer, attester: Signer | None = None, **fields: Any
+) -> tuple[str, bytes]:
+    """build_receipt(**fields) signed at once: (receipt_id, the exact JSON bytes to store).
+
+    The same bytes as sign_receipt(build_receipt(**fields), ...) gives, for the caller that only
+    stores them (the coordinator, once per completed job): the document just built is checked
+    once, not again by sign_receipt, and no signed dict is made.
+    """
+    doc = build_receipt(**fields)
+    return doc["receipt_id"], _signed(doc, signer, attester)[2]
+
+
+def _signed(
+    doc: Mapping, signer: Signer, attester: Signer | None
+) -> tuple[dict[str, str], list[dict[str, str]], bytes]:
+    """(signature, attestations, stored bytes) of a checked, unsigned document."""
+    body = canonical_json(doc)
+    message = body.encode("ascii")
+    signature = signer.sign(message)
+    attestations = [attester.sign(message)] if attester is not None else []
+    atts = ",".join(map(_sig_json, attestations))
+    stored = f'{body[:-1]},"attestations":[{atts}],"signature":{_sig_json(signature)}}}'.encode(
+        "ascii"
+    )
+    return signature, attestations, stored

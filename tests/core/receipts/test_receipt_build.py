@@ -14,6 +14,7 @@ from core.receipts import (
     ReceiptError,
     canonical_bytes,
     content_hash,
+    issue_receipt,
     sign_receipt,
     verify_receipt,
 )
@@ -94,6 +95,48 @@ def test_none_metadata_values_are_dropped_from_signature_and_document(make_recei
     assert doc["metadata"] == {"b": {"d": 1}}
     assert json.loads(stored)["metadata"] == {"b": {"d": 1}}
     assert verify_receipt(stored, keys=KeyRing.single(coordinator)).ok
+
+
+@pytest.mark.parametrize("with_attester", [False, True])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"metadata": {"a": None, "b": [1, None]}}, {"duration_ms": None}]
+)
+def test_issue_receipt_stores_what_build_then_sign_stores(
+    make_receipt, make_claim, coordinator, attester, miner, with_attester, overrides
+):
+    attesting = attester if with_attester else None
+    fields = dict(
+        job_id="job-1",
+        provider="miner-7",
+        client="client-3",
+        units=Decimal("7.0000004"),
+        unit_type="gpu_seconds",
+        price=Decimal("0.000875"),
+        model="m",
+        payload={"service": "whisper", "signature": 1},
+        started_at=1_760_000_000,
+        completed_at=1_760_000_007,
+        artifact_hash=content_hash(b"result"),
+        coordinator_id="coord-test",
+        chain_id=12345,
+        metadata={"attempt": 1},
+        receipt_id="rcpt-test-1",
+        nonce="00ff00ff",
+        miner_claim=make_claim(miner),
+    )
+    fields.update(overrides)
+    receipt_id, stored = issue_receipt(coordinator, attesting, **fields)
+    doc, expected = sign_receipt(make_receipt(**fields), coordinator, attesting)
+    assert (receipt_id, stored) == (doc["receipt_id"], expected)
+    assert verify_receipt(stored, keys=KeyRing.single(coordinator)).ok
+    # Fresh ids: one random draw, still two independent 16-byte values.
+    receipt_id, stored = issue_receipt(coordinator, **{**fields, "receipt_id": None, "nonce": None})
+    parsed = json.loads(stored)
+    assert receipt_id == parsed["receipt_id"] and len(receipt_id) == 37
+    assert len(parsed["nonce"]) == 32 and parsed["nonce"] != receipt_id[5:]
+    with pytest.raises(ReceiptError) as err:
+        issue_receipt(coordinator, **{**fields, "client": ""})
+    assert "client" in str(err.value)
 
 
 def _random_text(rng: random.Random) -> str:

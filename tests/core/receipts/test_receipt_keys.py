@@ -7,6 +7,7 @@ import os
 import stat
 
 import pytest
+from nacl.signing import SigningKey
 
 from core.errors import InvalidArgument
 from core.receipts import (
@@ -33,6 +34,15 @@ def test_signer_basics():
     assert Signer.generate().key_id != Signer.generate().key_id
     with pytest.raises(ReceiptError, match="32 bytes"):
         Signer.from_seed(b"short")
+
+
+@pytest.mark.parametrize("data", [b"", b"receipt", bytes(range(256)) * 4])
+def test_signer_signature_is_the_ed25519_signature_of_the_seed(data):
+    seed = bytes(range(32))
+    signer = Signer.from_seed(seed)
+    expected = SigningKey(seed).sign(data).signature
+    assert signer.signature(data) == expected
+    assert b64url_decode(signer.sign(data)["sig"]) == expected
 
 
 def test_parse_seed_hex():
