@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from coordinator.domain.model import Job
@@ -39,20 +38,6 @@ class JobBook:
     def notify(self, old: Job | None, new: Job) -> None:
         for listener in self._listeners:
             listener(old, new)
-
-    @asynccontextmanager
-    async def locked(self, job_id: str):
-        entry = self._locks.get(job_id)
-        if entry is None:
-            entry = self._locks[job_id] = _LockEntry(asyncio.Lock())
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[job_id]
 
     def busy(self, job_id: str) -> bool:
         """A change of this job is under way in this process (it may be committed already)."""
@@ -95,22 +80,36 @@ class JobBook:
         `after` is None when the transition decided nothing changes. Domain errors raised by
         the transition propagate unchanged (nothing is written).
         """
-        async with self.locked(job_id):
-            fresh = False
-            for _ in range(self._cas_retries):
-                job = await self.load(job_id, fresh=fresh)
-                if job is None:
-                    raise errors.NotFound("job", job_id)
-                new = transition(job)
-                if new is None:
-                    return job, None
-                rec = receipt(new) if receipt is not None else None
-                done = outcome(new) if outcome is not None else None
-                if await self.store.update_job(new, job.version, receipt=rec, outcome=done):
-                    self.remember(new)
-                    self.notify(job, new)
-                    return job, new
-                fresh = True  # another process changed it: reload and decide again
+        # The per-job lock is taken here rather than through an @asynccontextmanager: that
+        # one cost a generator and two more coroutine steps on every change of every job.
+        entry = self._locks.get(job_id)
+        if entry is None:
+            entry = self._locks[job_id] = _LockEntry(asyncio.Lock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                fresh = False
+                for _ in range(self._cas_retries):
+                    # The cache is looked at here: load() is a coroutine call even on a hit.
+                    job = None if fresh else self._cache.get(job_id)
+                    if job is None:
+                        job = await self.load(job_id, fresh=True)
+                    if job is None:
+                        raise errors.NotFound("job", job_id)
+                    new = transition(job)
+                    if new is None:
+                        return job, None
+                    rec = receipt(new) if receipt is not None else None
+                    done = outcome(new) if outcome is not None else None
+                    if await self.store.update_job(new, job.version, receipt=rec, outcome=done):
+                        self.remember(new)
+                        self.notify(job, new)
+                        return job, new
+                    fresh = True  # another process changed it: reload and decide again
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[job_id]
         raise errors.Aborted(
             f"job {job_id} changed concurrently; try again",
             retry_after_s=0.1,
