@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # SubmitJobStream: submits of one stream worked on at once (the .proto states it).
 STREAM_WINDOW = 1000
+# SubmitJobStream: answers share a response message up to this size (one answer may be larger).
+ANSWERS_BYTES = 1 << 20
 
 
 def _renamed(exc: errors.InvalidArgument, where: str) -> errors.InvalidArgument:
@@ -261,22 +264,28 @@ class _SubmitStream:
     async def run(self) -> None:
         self.reader = asyncio.create_task(self._read())
         reading, stopping = True, False
+        ready: collections.deque[Any] = collections.deque()
         try:
             while reading or self.outstanding:
-                first = await self.answers.get()
+                if not ready:
+                    ready.append(await self.answers.get())
                 # Whatever else is ready goes in the same message: one write per message is
-                # the cost, and a busy coordinator has many answers ready at once.
-                ready = [first]
+                # the cost, and a busy coordinator has many answers ready at once. A message
+                # stays under ANSWERS_BYTES (clients receive 4 MiB by default).
                 while not self.answers.empty():
                     ready.append(self.answers.get_nowait())
-                out = pb.SubmitJobStreamResponse()
-                for answer in ready:
-                    if answer is _EOF:
-                        reading = False
-                    elif answer is _STOP:
-                        reading, stopping = False, True
-                    else:
-                        out.answers.append(answer)
+                out, size = pb.SubmitJobStreamResponse(), 0
+                while ready:
+                    answer = ready[0]
+                    if answer is _EOF or answer is _STOP:
+                        reading, stopping = False, stopping or answer is _STOP
+                        ready.popleft()
+                        continue
+                    n = answer.ByteSize()
+                    if out.answers and size + n > ANSWERS_BYTES:
+                        break
+                    out.answers.append(ready.popleft())
+                    size += n
                 if out.answers:
                     await self.context.write(out)
                     self.outstanding -= len(out.answers)

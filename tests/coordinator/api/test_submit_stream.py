@@ -102,12 +102,9 @@ async def test_each_message_gets_its_answer_by_tag_and_the_stream_ends_ok(api):
     assert len(await listed(api)) == 3
 
 
-async def test_answers_ready_together_share_a_message(api):
-    """While one answer is being written, the others that get ready go out in one message."""
-
-    async def requests():
-        for tag in range(50):
-            yield jobs_pb.SubmitJobStreamRequest(tag=tag, request=submit_request(n=tag))
+async def answered_slowly(api, requests) -> list[jobs_pb.SubmitJobStreamResponse]:
+    """Run one stream straight on the servicer with a slow first write: meanwhile the other
+    answers get ready, so what follows shows how they are put into messages."""
 
     class SlowContext:
         def __init__(self) -> None:
@@ -115,18 +112,39 @@ async def test_answers_ready_together_share_a_message(api):
 
         async def write(self, message) -> None:
             self.messages.append(message)
-            if len(self.messages) == 1:  # a slow first write: the other answers get ready
+            if len(self.messages) == 1:
                 await asyncio.sleep(0.3)
 
     context = SlowContext()
     principal = Principal(id="alice", role="client", key_id="alice")
-    stream = jobs_api._SubmitStream(api.app.job_servicer, principal, requests(), context)
+    stream = jobs_api._SubmitStream(api.app.job_servicer, principal, requests, context)
     await asyncio.wait_for(stream.run(), 10)
-    sizes = [len(m.answers) for m in context.messages]
+    return context.messages
+
+
+async def test_answers_ready_together_share_a_message(api):
+    async def requests():
+        for tag in range(50):
+            yield jobs_pb.SubmitJobStreamRequest(tag=tag, request=submit_request(n=tag))
+
+    messages = await answered_slowly(api, requests())
+    sizes = [len(m.answers) for m in messages]
     assert len(sizes) <= 2 and sum(sizes) == 50, sizes
-    tags = [a.tag for m in context.messages for a in m.answers]
-    assert sorted(tags) == list(range(50))
-    assert all(a.result.created for m in context.messages for a in m.answers)
+    assert sorted(a.tag for m in messages for a in m.answers) == list(range(50))
+    assert all(a.result.created for m in messages for a in m.answers)
+
+
+async def test_a_response_message_stays_under_its_size_budget(api, monkeypatch):
+    monkeypatch.setattr(jobs_api, "ANSWERS_BYTES", 2000)
+
+    async def requests():
+        for tag in range(20):  # each answer is over 500 bytes
+            yield jobs_pb.SubmitJobStreamRequest(tag=tag, request=submit_request(text="x" * 500))
+
+    messages = await answered_slowly(api, requests())
+    assert sorted(a.tag for m in messages for a in m.answers) == list(range(20))
+    sizes = [len(m.answers) for m in messages]
+    assert max(sizes) > 1 and all(m.ByteSize() <= 2000 + 64 for m in messages), sizes
 
 
 async def test_idempotency_keys_share_submit_jobs_key_space(api):
