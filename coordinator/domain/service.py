@@ -371,6 +371,7 @@ class Coordinator:
             self._take_start(new.job_id, old.lease_id)
             s = self.sessions.get(old.miner_id)
             if s is not None and s.leases.pop(old.lease_id, None) is not None:
+                s.finishing.discard(old.lease_id)
                 lost = bool(new.attempts) and new.attempts[-1].outcome == "lease_lost"
                 if new.state in (JobState.CANCELED, JobState.EXPIRED) or lost:
                     s.send(CancelOut(old.lease_id, old.job_id, new.error_message or "lease ended"))
@@ -726,6 +727,22 @@ class Coordinator:
         rec = await self.store.get_miner(miner_id)
         return rec.public_key if rec is not None else ""
 
+    @contextlib.contextmanager
+    def _finishing(self, miner_id: str, lease_id: str):
+        """While a miner's result or failure is written, its slot takes the next job (the
+        claim joins the same group commit). A refused report keeps the slot free only while
+        the lease is still held (the miner runs it no more; its heartbeats drop it)."""
+        s = self.sessions.get(miner_id)
+        if s is None or not s.finish(lease_id):
+            yield
+            return
+        self.dispatcher.kick()
+        try:
+            yield
+        finally:
+            if lease_id not in s.leases:
+                s.finishing.discard(lease_id)
+
     async def deliver_result(
         self,
         miner_id: str,
@@ -778,9 +795,10 @@ class Coordinator:
             return MinerOutcome(miner_id, completed=True, duration_ms=int(ran_s * 1000))
 
         try:
-            before, after = await self.book.mutate(
-                job_id, transition, receipt=receipt, outcome=outcome
-            )
+            with self._finishing(miner_id, lease_id):
+                before, after = await self.book.mutate(
+                    job_id, transition, receipt=receipt, outcome=outcome
+                )
         except BaseException:
             self._restore_start(pending)
             raise
@@ -823,11 +841,12 @@ class Coordinator:
             )
 
         try:
-            before, after = await self.book.mutate(
-                job_id,
-                transition,
-                outcome=lambda _job: MinerOutcome(miner_id, completed=False, duration_ms=0),
-            )
+            with self._finishing(miner_id, lease_id):
+                before, after = await self.book.mutate(
+                    job_id,
+                    transition,
+                    outcome=lambda _job: MinerOutcome(miner_id, completed=False, duration_ms=0),
+                )
         except BaseException:
             self._restore_start(pending)
             raise
@@ -867,6 +886,7 @@ class Coordinator:
                     *(self._lose(j, lease, s.miner_id, why) for lease, j in list(s.leases.items()))
                 )
                 s.leases.clear()
+                s.finishing.clear()
         now = self.clock.now()
         due = await self.store.due_jobs(now, limit=1000)
 
@@ -904,6 +924,7 @@ class Coordinator:
                 continue
             if job.lease_id != lease or not job.state.leased:
                 if s.leases.pop(lease, None) is not None:
+                    s.finishing.discard(lease)
                     s.send(CancelOut(lease, job.job_id, job.error_message or "lease ended"))
                     self.book.remember(job)
                     self._maybe_forget(s)

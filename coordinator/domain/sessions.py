@@ -61,6 +61,9 @@ class MinerSession:
     session_id: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     leases: dict[str, str] = field(default_factory=dict)  # lease_id -> job_id
     reserved: int = 0  # slots promised to claims being written
+    # Leases whose result or failure this miner sent and the coordinator is writing: the miner
+    # runs them no more, so their slots are free already (the next claim shares that write).
+    finishing: set[str] = field(default_factory=set)
     draining: bool = False
     connected: bool = True
     last_assigned_mono: float = 0.0
@@ -80,7 +83,18 @@ class MinerSession:
     def free_slots(self) -> int:
         if self.draining or not self.connected:
             return 0
-        return max(0, self.profile.slots - len(self.leases) - self.reserved)
+        held = len(self.leases)
+        if self.finishing:
+            held -= sum(1 for lease in self.finishing if lease in self.leases)
+        return max(0, self.profile.slots - held - self.reserved)
+
+    def finish(self, lease_id: str) -> bool:
+        """The miner reported this lease's end: its slot is free while the report is written.
+        False when the lease is not held here (stale, or another connection's)."""
+        if lease_id not in self.leases or lease_id in self.finishing:
+            return False
+        self.finishing.add(lease_id)
+        return True
 
     @property
     def capacity(self) -> int:

@@ -686,3 +686,35 @@ async def test_reconcile_leaves_a_lease_whose_result_is_being_written_here():
     assert done.state is JobState.COMPLETED and a.lease_id not in s.leases
     assert not [m for m in drain_outbox(s) if isinstance(m, CancelOut)]
     await coord.stop()
+
+
+async def test_the_slot_of_a_result_being_written_takes_the_next_job():
+    """The miner runs the job no more once it sent the result: its slot takes the next queued
+    job while the completion is written (that claim can share the commit)."""
+    clock = FakeClock()
+    store = _HeldStore()
+    coord = Coordinator(store, settings=Settings(), clock=clock)
+    await coord.start(background=False)
+    s, _, _ = await coord.connect("m1", mode="stream", caps=CAPS)  # one slot
+    first, _ = await coord.submit("alice", spec(coord))
+    second, _ = await coord.submit("alice", spec(coord))
+    (a,) = assignments(s)
+    assert a.job.job_id == first.job_id and s.free_slots == 0
+    store.hold = True
+    delivering = asyncio.create_task(coord.deliver_result("m1", a.lease_id, first.job_id, RESULT))
+    await asyncio.wait_for(store.committed.wait(), 5)
+    store.hold = False  # only the completion waits to be answered
+    assert s.free_slots == 1
+    await pump(coord)
+    (b,) = assignments(s)
+    assert b.job.job_id == second.job_id and not delivering.done()
+    assert s.free_slots == 0
+    store.release.set()
+    done, _, _ = await asyncio.wait_for(delivering, 5)
+    assert done.state is JobState.COMPLETED
+    assert list(s.leases) == [b.lease_id] and not s.finishing and s.free_slots == 0
+    # A refused report frees nothing for good: a stale lease is not this miner's slot.
+    with pytest.raises(errors.FailedPrecondition):
+        await coord.deliver_result("m1", a.lease_id, second.job_id, RESULT)
+    assert s.free_slots == 0 and not s.finishing
+    await coord.stop()
