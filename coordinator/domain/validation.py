@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -12,6 +11,7 @@ from coordinator.domain.matching import MinerProfile, Offer, parse_version
 from coordinator.domain.model import Constraints, ResultRef
 from core import errors
 from core.jsonvalue import canonical_sha256
+from core.receipts.canonical import one_shot_encoder
 
 JOB_ID_RE = re.compile(r"^job_[0-9a-f]{32}$")
 LEASE_ID_RE = re.compile(r"^lease_[0-9a-f]{32}$")
@@ -51,8 +51,15 @@ def decimal(value: str, field: str, v: list[tuple[str, str]]) -> Decimal | None:
     return d
 
 
+# json.dumps(value, separators=(",", ":"), ensure_ascii=False), built once (see
+# one_shot_encoder): json.dumps with options builds an encoder on every call.
+_compact_utf8 = one_shot_encoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """Bytes of the compact UTF-8 JSON of `value`."""
+    text = _compact_utf8(value)
+    return len(text) if text.isascii() else len(text.encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import Any
 from coordinator.domain.model import Attempt, Constraints, Job, JobState, MinerRecord, ResultRef
 from coordinator.store.base import ReceiptRecord
 from core.errors import InvalidArgument
+from core.receipts.canonical import one_shot_encoder
 
 # Columns update_job writes: everything but what a job is created with.
 MUTABLE_JOB_COLUMNS = (
@@ -36,8 +37,9 @@ MUTABLE_JOB_COLUMNS = (
 )
 
 
-# Built once: json.dumps with non-default options constructs an encoder on every call.
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+# Built once: json.dumps with non-default options constructs an encoder on every call, and
+# one_shot_encoder skips JSONEncoder.encode's Python layers too (same text, same errors).
+_encode = one_shot_encoder(separators=(",", ":"), allow_nan=False)
 
 
 def dumps(value: Any, field: str) -> str:
