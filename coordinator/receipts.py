@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.domain.model import Job
-from coordinator.store.base import ReceiptRecord
+from coordinator.store.base import ReceiptOrder
 from core import errors
 from core.receipts import (
     KeyRing,
     PublicKeyInfo,
     Signer,
-    issue_receipt,
     load_or_create_signing_key,
     money,
     parse_public_key,
@@ -109,6 +108,11 @@ class ReceiptIssuer:
         self.keys = keys
         self.coordinator_id = coordinator_id
         self.chain_id = chain_id
+        # What a ReceiptOrder carries to the store's writer, which signs there.
+        self._seeds = (
+            bytes.fromhex(keys.signer.seed_hex()),
+            bytes.fromhex(keys.attester.seed_hex()) if keys.attester is not None else None,
+        )
 
     @staticmethod
     def check_claim(
@@ -149,7 +153,8 @@ class ReceiptIssuer:
                 reason="bad_claim",
             )
 
-    def issue(self, job: Job, claim: dict[str, Any] | None) -> ReceiptRecord:
+    def order(self, job: Job, claim: dict[str, Any] | None) -> ReceiptOrder:
+        """The receipt of a COMPLETED job, to be signed by the store as it writes the job."""
         assert job.result is not None and job.finished_at is not None
         started = (
             job.started_at if job.started_at is not None else job.assigned_at or job.finished_at
@@ -157,9 +162,7 @@ class ReceiptIssuer:
         seconds = Decimal(str(max(0.0, job.finished_at - started))).quantize(_MICRO)
         unit_price = job.unit_price if job.unit_price is not None else Decimal(0)
         model = job.parameters.get("model")
-        receipt_id, data = issue_receipt(
-            self.keys.signer,
-            self.keys.attester,
+        fields = dict(
             job_id=job.job_id,
             provider=job.miner_id,
             client=job.client_id,
@@ -181,10 +184,4 @@ class ReceiptIssuer:
             },
             miner_claim=claim,
         )
-        return ReceiptRecord(
-            receipt_id=receipt_id,
-            job_id=job.job_id,
-            key_id=self.keys.signer.key_id,
-            created_at=job.finished_at,
-            document=data,
-        )
+        return ReceiptOrder(job.job_id, job.finished_at, fields, *self._seeds)

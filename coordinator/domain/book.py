@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.domain.model import Job
-from coordinator.store.base import JobStore, MinerOutcome, ReceiptRecord
+from coordinator.store.base import JobStore, MinerOutcome, ReceiptOrder, ReceiptRecord
 from core import errors
 
 Transition = Callable[[Job], Job | None]
@@ -72,7 +72,7 @@ class JobBook:
         job_id: str,
         transition: Transition,
         *,
-        receipt: Callable[[Job], ReceiptRecord | None] | None = None,
+        receipt: Callable[[Job], ReceiptRecord | ReceiptOrder | None] | None = None,
         outcome: Callable[[Job], MinerOutcome | None] | None = None,
     ) -> tuple[Job, Job | None]:
         """Apply `transition` to the current job and store it; returns (before, after).

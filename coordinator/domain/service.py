@@ -33,6 +33,7 @@ from coordinator.store.base import (
     JobStore,
     MinerOutcome,
     Page,
+    ReceiptOrder,
     ReceiptRecord,
 )
 from core import errors
@@ -56,8 +57,9 @@ class ReceiptSeam(Protocol):
     ) -> None:
         """Raise when the miner's signed claim about this result is missing or wrong."""
 
-    def issue(self, job: Job, claim: dict[str, Any] | None) -> ReceiptRecord:
-        """The receipt of a COMPLETED job, written in the same transaction as the completion."""
+    def order(self, job: Job, claim: dict[str, Any] | None) -> ReceiptOrder:
+        """The receipt of a COMPLETED job: the store signs it and writes it in the same
+        transaction as the completion."""
 
 
 @dataclass(slots=True)
@@ -756,7 +758,7 @@ class Coordinator:
         validation.job_id(job_id), validation.lease_id(lease_id)
         seam = self.receipts
         public_key = await self._public_key(miner_id) if seam is not None else ""
-        issued: list[ReceiptRecord] = []
+        issued: list[ReceiptOrder] = []
         pending = self._take_start(job_id, lease_id)
 
         def transition(job: Job) -> Job | None:
@@ -784,10 +786,10 @@ class Coordinator:
                 )
             return lifecycle.complete(job, result=result, now=self.clock.now())
 
-        def receipt(job: Job) -> ReceiptRecord | None:
+        def receipt(job: Job) -> ReceiptOrder | None:
             if seam is None:
                 return None
-            issued.append(seam.issue(job, claim))
+            issued.append(seam.order(job, claim))
             return issued[-1]
 
         def outcome(job: Job) -> MinerOutcome:
@@ -805,7 +807,8 @@ class Coordinator:
         if after is None:
             recs, _ = await self.store.list_receipts(job_id, limit=1000)
             return before, False, recs[-1].document if recs else None
-        return after, True, issued[-1].document if issued else None
+        signed = issued[-1].record if issued else None
+        return after, True, signed.document if signed is not None else None
 
     async def receipts_of(
         self, job_id: str, *, client_id: str | None, limit: int, cursor: str = ""

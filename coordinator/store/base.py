@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from coordinator.domain.model import Job, JobState, MinerRecord
+from core.receipts import Signer, issue_receipt
 
 
 class IdempotencyConflict(Exception):
@@ -51,6 +53,35 @@ class ReceiptRecord:
     document: bytes
 
 
+@dataclass(slots=True)
+class ReceiptOrder:
+    """A receipt to sign where the job's completion is written, in the same transaction.
+
+    Building and signing a receipt (canonical JSON, Ed25519) was the largest piece of event-loop
+    work per completed job; SqlJobStore does it in its writer process instead. `fields` are
+    core.receipts.issue_receipt's keyword arguments (plain values), the seeds the keys that
+    sign them. The store sets `record` when the update applies.
+    """
+
+    job_id: str
+    created_at: float
+    fields: dict[str, Any]
+    signing_seed: bytes = field(repr=False)
+    attestation_seed: bytes | None = field(default=None, repr=False)
+    record: ReceiptRecord | None = None
+
+    def sign(self) -> ReceiptRecord:
+        """The signed receipt (a new receipt id on every call); raises ReceiptError."""
+        signer, attester = _signers(self.signing_seed, self.attestation_seed)
+        receipt_id, document = issue_receipt(signer, attester, **self.fields)
+        return ReceiptRecord(receipt_id, self.job_id, signer.key_id, self.created_at, document)
+
+
+@functools.lru_cache(maxsize=8)
+def _signers(signing: bytes, attestation: bytes | None) -> tuple[Signer, Signer | None]:
+    return Signer.from_seed(signing), Signer.from_seed(attestation) if attestation else None
+
+
 class JobStore(Protocol):
     """Durable jobs and miners. Every awaited write is committed before it returns.
 
@@ -72,14 +103,15 @@ class JobStore(Protocol):
         job: Job,
         expect_version: int,
         *,
-        receipt: ReceiptRecord | None = None,
+        receipt: ReceiptRecord | ReceiptOrder | None = None,
         outcome: MinerOutcome | None = None,
     ) -> bool:
         """Compare-and-set: write every mutable field of `job` if the stored version equals
         `expect_version`, then set job.version = expect_version + 1 and return True; otherwise
         change nothing and return False. This is the atomic claim across processes.
         A `receipt` is inserted and an `outcome` added to its miner's counters in the same
-        transaction, only when the update applies."""
+        transaction, only when the update applies; a ReceiptOrder is signed for it then, and
+        the signed record set as its `record`."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 

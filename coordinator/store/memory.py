@@ -12,6 +12,7 @@ from coordinator.store.base import (
     JobFilter,
     MinerOutcome,
     Page,
+    ReceiptOrder,
     ReceiptRecord,
 )
 from core import errors
@@ -61,12 +62,15 @@ class MemoryJobStore:
         job: Job,
         expect_version: int,
         *,
-        receipt: ReceiptRecord | None = None,
+        receipt: ReceiptRecord | ReceiptOrder | None = None,
         outcome: MinerOutcome | None = None,
     ) -> bool:
         cur = self.jobs.get(job.job_id)
         if cur is None or cur.version != expect_version:
             return False
+        order = receipt if isinstance(receipt, ReceiptOrder) else None
+        if order is not None:  # signed first: a refusal changes nothing
+            receipt = order.record = order.sign()
         job.version = expect_version + 1
         self.jobs[job.job_id] = self._copy(job)
         if receipt is not None:

@@ -29,6 +29,7 @@ from coordinator.store.base import (
     JobFilter,
     MinerOutcome,
     Page,
+    ReceiptOrder,
     ReceiptRecord,
 )
 from coordinator.store.groupcommit import GroupCommitter, translate
@@ -219,24 +220,28 @@ class SqlJobStore:
         job: Job,
         expect_version: int,
         *,
-        receipt: ReceiptRecord | None = None,
+        receipt: ReceiptRecord | ReceiptOrder | None = None,
         outcome: MinerOutcome | None = None,
     ) -> bool:
         params = codec.job_mutable_values(job)
         params.update(b_job_id=job.job_id, b_expect=expect_version, version=expect_version + 1)
-        receipt_row = None
-        if receipt is not None:
-            if receipt.job_id != job.job_id:
-                raise InvalidArgument.field("receipt.job_id", "must be the updated job's id")
+        receipt_row, order = None, None
+        if receipt is not None and receipt.job_id != job.job_id:
+            raise InvalidArgument.field("receipt.job_id", "must be the updated job's id")
+        if isinstance(receipt, ReceiptOrder):
+            order = receipt  # signed by the writer (in its process: off this event loop)
+        elif receipt is not None:
             receipt_row = codec.receipt_row(receipt)
         outcome_row = None if outcome is None else self._outcome_row(outcome)
-
         applied = await self._write(
-            Write("update_job", (params, receipt_row, outcome_row), (1, job.job_id))
+            Write("update_job", (params, receipt_row, outcome_row, order), (1, job.job_id))
         )
-        if applied:
-            job.version = expect_version + 1
-        return bool(applied)
+        if not applied:
+            return False
+        if order is not None:
+            order.record = applied
+        job.version = expect_version + 1
+        return True
 
     async def upsert_miner(self, miner: MinerRecord) -> None:
         row = codec.miner_row(miner)

@@ -12,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.store import codec
+from coordinator.store.base import ReceiptOrder
 from coordinator.store.statements import Operation, WriteStatements
-from core.errors import AlreadyExists
+from core.errors import AlreadyExists, Internal
+from core.receipts import ReceiptError
 
 # insert_job's outcome when (client_id, idempotency_key) is taken: ("conflict", existing row).
 CONFLICT = "conflict"
@@ -44,16 +47,25 @@ def update_job(
     params: dict[str, Any],
     receipt_row: dict[str, Any] | None,
     outcome_row: dict[str, Any] | None,
+    order: ReceiptOrder | None = None,
 ) -> Operation:
-    """Compare-and-set of a job, with its receipt and miner outcome: True when it applied."""
+    """Compare-and-set of a job, with its receipt and miner outcome: True when it applied, or
+    with an `order` the receipt signed for it here (in the writer, off the event loop)."""
     if (yield sql.update_job, params).rowcount != 1:
         return False
+    signed = None
+    if order is not None:
+        try:
+            signed = order.sign()
+        except ReceiptError as exc:  # raised: the job's update is undone with it
+            raise Internal(f"the receipt could not be issued: {exc}") from exc
+        receipt_row = codec.receipt_row(signed)
     if receipt_row is not None and (yield sql.insert_receipt, receipt_row).rowcount != 1:
         # Raising (not Rejected) makes the writer undo this job's update too.
         raise AlreadyExists(f"receipt {receipt_row['receipt_id']!r} already exists")
     if outcome_row is not None:
         yield sql.add_outcome, outcome_row
-    return True
+    return True if signed is None else signed
 
 
 def upsert_miner(sql: WriteStatements, row: dict[str, Any]) -> Operation:

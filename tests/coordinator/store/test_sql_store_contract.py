@@ -10,8 +10,16 @@ from decimal import Decimal
 import pytest
 
 from coordinator.domain.model import Attempt, JobState, MinerRecord, ResultRef
-from coordinator.store.base import IdempotencyConflict, JobFilter, MinerOutcome, ReceiptRecord
-from core.errors import AlreadyExists, InvalidArgument
+from coordinator.store import base
+from coordinator.store.base import (
+    IdempotencyConflict,
+    JobFilter,
+    MinerOutcome,
+    ReceiptOrder,
+    ReceiptRecord,
+)
+from core.errors import AlreadyExists, Internal, InvalidArgument
+from core.receipts import Signer, verify_receipt
 
 
 async def test_insert_get_round_trip_every_field(store, make_full_job):
@@ -249,6 +257,80 @@ async def test_receipt_written_with_the_update_only(store, make_job):
     assert got.version == 2 and got.error_message == ""
     with pytest.raises(InvalidArgument):
         await store.update_job(job, 2, receipt=_receipt("other-job", 3, 1.0))
+
+
+def _order(job_id: str, signer: Signer, attester: Signer, **changes: object) -> ReceiptOrder:
+    fields = dict(
+        job_id=job_id,
+        provider="m9",
+        client="client-a",
+        units=1.5,
+        unit_type="gpu_seconds",
+        price=0.015,
+        model="whisper",
+        payload={"service": "whisper", "parameters": {"audio_url": "https://x/a.wav"}},
+        started_at=100,
+        completed_at=102,
+        duration_ms=1500,
+        artifact_hash="sha256:" + "ab" * 32,
+        coordinator_id="coord-test",
+        chain_id=7,
+        metadata={"attempt": 1},
+    )
+    fields.update(changes)
+    seeds = (bytes.fromhex(signer.seed_hex()), bytes.fromhex(attester.seed_hex()))
+    return ReceiptOrder(job_id, 102.5, fields, *seeds)
+
+
+async def test_receipt_order_signed_and_written_with_the_update_only(store, make_job):
+    signer, attester = Signer.generate(), Signer.generate()
+    job = await store.insert_job(make_job())
+    stale = copy.deepcopy(job)
+    job.state = JobState.COMPLETED
+    order = _order(job.job_id, signer, attester)
+    assert await store.update_job(job, 1, receipt=order) and job.version == 2
+    rec = order.record
+    assert rec is not None and rec.job_id == job.job_id and rec.key_id == signer.key_id
+    assert rec.created_at == 102.5 and rec.receipt_id.startswith("rcpt-")
+    assert await store.list_receipts(job.job_id, limit=10) == ([rec], "")
+    result = verify_receipt(
+        rec.document,
+        keys={signer.key_id: signer.public_key},
+        attestation_keys={attester.key_id: attester.public_key},
+        require_attestation=True,
+    )
+    assert result.ok, result.problems
+    assert result.receipt["receipt_id"] == rec.receipt_id and result.receipt["chain_id"] == 7
+    # CAS fails: nothing is signed or stored.
+    lost = _order(job.job_id, signer, attester)
+    assert not await store.update_job(stale, 1, receipt=lost)
+    assert lost.record is None and await store.list_receipts(job.job_id, limit=10) == ([rec], "")
+    # A receipt that cannot be issued undoes the job's update and says why.
+    job.error_message = "must not stick"
+    bad = _order(job.job_id, signer, attester, artifact_hash="md5:00")
+    with pytest.raises(Internal, match="receipt could not be issued.*artifact_hash"):
+        await store.update_job(job, 2, receipt=bad)
+    got = await store.get_job(job.job_id)
+    assert got.version == 2 and got.error_message == "" and bad.record is None
+    with pytest.raises(InvalidArgument):
+        await store.update_job(job, 2, receipt=_order("other-job", signer, attester))
+
+
+@pytest.mark.parametrize("writer", ["process"])
+async def test_receipt_order_is_signed_in_the_writer_process(store, make_job, monkeypatch):
+    """The signing (canonical JSON, Ed25519) is off this process and its event loop."""
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("signed in the coordinator's process")
+
+    monkeypatch.setattr(base, "issue_receipt", not_here)
+    signer, attester = Signer.generate(), Signer.generate()
+    job = await store.insert_job(make_job())
+    job.state = JobState.COMPLETED
+    order = _order(job.job_id, signer, attester)
+    assert await store.update_job(job, 1, receipt=order)
+    assert verify_receipt(order.record.document, keys={signer.key_id: signer.public_key}).ok
+    assert "seed" not in repr(order) and signer.seed_hex() not in repr(order)
 
 
 async def test_receipts_oldest_first_with_pages(store, make_job):
