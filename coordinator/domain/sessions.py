@@ -85,7 +85,7 @@ class MinerSession:
             return 0
         held = len(self.leases)
         if self.finishing:
-            held -= sum(1 for lease in self.finishing if lease in self.leases)
+            held -= len(self.finishing & self.leases.keys())
         return max(0, self.profile.slots - held - self.reserved)
 
     def finish(self, lease_id: str) -> bool:
