@@ -65,6 +65,11 @@ def _sqlite_pragmas(engine: Engine, *, writer: bool) -> None:
             if writer:
                 # WAL: readers never block the writer and vice versa; persistent in the file.
                 cur.execute("PRAGMA journal_mode = WAL")
+                # Statement journals (a multi-row statement inside a transaction, as every
+                # merged statement of a batch is) in memory, not in temp files created,
+                # written and unlinked per batch; they never serve crash recovery. bench.store
+                # .lifecycles: 3,062-3,752 -> 3,407-4,411 lifecycles/s in three pairs.
+                cur.execute("PRAGMA temp_store = MEMORY")
             # FULL: a commit fsyncs the WAL, so an acknowledged write survives power loss.
             cur.execute("PRAGMA synchronous = FULL")
             cur.execute("PRAGMA foreign_keys = ON")

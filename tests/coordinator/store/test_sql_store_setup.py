@@ -36,12 +36,19 @@ async def test_sqlite_connections_are_durable_and_wal(tmp_path, make_job):
         with store._writer_engine.connect() as conn:
             pragmas = {
                 p: conn.exec_driver_sql(f"PRAGMA {p}").scalar()
-                for p in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+                for p in (
+                    "journal_mode",
+                    "synchronous",
+                    "foreign_keys",
+                    "busy_timeout",
+                    "temp_store",
+                )
             }
         assert pragmas["journal_mode"] == "wal"
         assert pragmas["synchronous"] == 2  # FULL
         assert pragmas["foreign_keys"] == 1
         assert pragmas["busy_timeout"] > 0
+        assert pragmas["temp_store"] == 2  # MEMORY: statement journals are no temp files
         with store._reader_engine.connect() as conn, pytest.raises(sa.exc.OperationalError):
             conn.exec_driver_sql("DELETE FROM jobs")  # readers are query_only
     finally:
