@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from coordinator.domain.model import Job, JobState, MinerRecord
-from core.receipts import Signer, issue_receipt
+from core.errors import Internal
+from core.receipts import ReceiptError, Signer, issue_receipt
 
 
 class IdempotencyConflict(Exception):
@@ -71,9 +72,13 @@ class ReceiptOrder:
     record: ReceiptRecord | None = None
 
     def sign(self) -> ReceiptRecord:
-        """The signed receipt (a new receipt id on every call); raises ReceiptError."""
+        """The signed receipt (a new receipt id on every call). Internal, naming the field, when
+        it cannot be issued: raised inside the write, it undoes the job's update too."""
         signer, attester = _signers(self.signing_seed, self.attestation_seed)
-        receipt_id, document = issue_receipt(signer, attester, **self.fields)
+        try:
+            receipt_id, document = issue_receipt(signer, attester, **self.fields)
+        except ReceiptError as exc:
+            raise Internal(f"the receipt could not be issued: {exc}") from exc
         return ReceiptRecord(receipt_id, self.job_id, signer.key_id, self.created_at, document)
 
 

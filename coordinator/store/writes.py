@@ -15,8 +15,7 @@ from typing import Any
 from coordinator.store import codec
 from coordinator.store.base import ReceiptOrder
 from coordinator.store.statements import Operation, WriteStatements
-from core.errors import AlreadyExists, Internal
-from core.receipts import ReceiptError
+from core.errors import AlreadyExists
 
 # insert_job's outcome when (client_id, idempotency_key) is taken: ("conflict", existing row).
 CONFLICT = "conflict"
@@ -55,10 +54,7 @@ def update_job(
         return False
     signed = None
     if order is not None:
-        try:
-            signed = order.sign()
-        except ReceiptError as exc:  # raised: the job's update is undone with it
-            raise Internal(f"the receipt could not be issued: {exc}") from exc
+        signed = order.sign()  # raises: the job's update is undone with it
         receipt_row = codec.receipt_row(signed)
     if receipt_row is not None and (yield sql.insert_receipt, receipt_row).rowcount != 1:
         # Raising (not Rejected) makes the writer undo this job's update too.
