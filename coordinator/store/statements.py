@@ -57,9 +57,10 @@ class WriteStatements:
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         # SQLite runs the rows of one round as one statement (prepared.py: run_steps);
         # PostgreSQL pipelines them instead (merged there, measured slower: 204-262 jobs/s
-        # against 263-330; merged as INSERT/UPDATE ... FROM unnest(<one array per column>),
-        # 2026-12-04, bench e2e's PostgreSQL stream row in A/B pairs was within the noise:
-        # 899-1283 jobs/s against 891-1200). UPDATE ... FROM needs SQLite 3.33.
+        # against 263-330). Merged as INSERT/UPDATE ... FROM unnest(<one array per column>),
+        # 2026-12-04, bench e2e's PostgreSQL stream row in A/B pairs: the prepared UPDATE
+        # slower (985-1,065 jobs/s against 1,122-1,200); inserts only, or planned per call,
+        # within the noise (899-1,283 against 891-1,188). UPDATE ... FROM needs SQLite 3.33.
         merging = dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 33, 0)
         # ON CONFLICT DO NOTHING + rowcount: a duplicate never aborts the shared transaction.
         self.insert_job = Prepared(
