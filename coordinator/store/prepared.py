@@ -35,10 +35,20 @@ class Merge:
 
 
 class Prepared:
-    def __init__(self, stmt: ClauseElement, dialect: Dialect, *, merge: Merge | None = None):
+    def __init__(
+        self,
+        stmt: ClauseElement,
+        dialect: Dialect,
+        *,
+        merge: Merge | None = None,
+        combine: Callable[[list[Mapping[str, Any]]], list[Mapping[str, Any]]] | None = None,
+    ):
         compiled = stmt.compile(dialect=dialect)
         self.sql = str(compiled)
         self.merge = merge
+        # Rows of one round folded into fewer rows with the same effect (counter additions);
+        # only for statements whose steps' own results nobody reads.
+        self.combine = combine
         self._merged_sql: dict[int, str] = {}
         # sqlite3 takes qmark (positional) parameters, psycopg pyformat (a dict).
         self._pick: Callable[[Mapping[str, Any]], Any] | None = None
@@ -84,33 +94,29 @@ def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
     load the event loop then holds it for up to the switch interval (5 ms) before the writer
     gets it back: measured, the writer spent most of a batch waiting there rather than in the
     database. The steps of one round are independent (one per operation), so running them
-    grouped by statement keeps every operation's own order.
+    grouped by statement keeps every operation's own order. Rows of a statement with a Combine
+    (counter additions) are first added up per key: one row per key and round.
     """
     dialect = conn.dialect
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     cursors: list[Any] = []
-    current: Step | None = None
+    current: Unit | None = None
     pipelined = dialect.name == "postgresql" and len(steps) > 1
-    merging = len(steps) > 1 and any(step[0].merge is not None for step in steps)
-    units = _plan(steps) if merging else [(None, None, [i]) for i in range(len(steps))]
+    units = _plan(steps) if len(steps) > 1 else [_single(steps[0], 0)]
     try:
         with dbapi_conn.pipeline() if pipelined else contextlib.nullcontext():
-            for sql, args, idxs in units:
+            for unit in units:
                 cur = dbapi_conn.cursor()
                 cursors.append(cur)
-                if sql is None:
-                    current = steps[idxs[0]]
-                    cur.execute(current[0].sql, current[0].args(current[1]))
-                else:
-                    current = None
-                    cur.execute(sql, args)
+                current = unit
+                cur.execute(unit.sql, unit.args)
         results: list[StepResult] = [_ONE] * len(steps)
-        for (sql, _, idxs), cur in zip(units, cursors, strict=True):
-            if sql is None:
-                results[idxs[0]] = _result(cur)
-            elif cur.rowcount != len(idxs):
-                raise Unmerged(f"{cur.rowcount} of {len(idxs)} rows applied")
+        for unit, cur in zip(units, cursors, strict=True):
+            if unit.rows == 0:
+                results[unit.idxs[0]] = _result(cur)
+            elif cur.rowcount != unit.rows:
+                raise Unmerged(f"{cur.rowcount} of {unit.rows} rows applied")
         return results
     except dialect.loaded_dbapi.Error as exc:
         lost = dialect.is_disconnect(exc, dbapi_conn, cursors[-1] if cursors else None)
@@ -119,9 +125,7 @@ def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
         # A pipeline reports its first error only at the sync, so the statement is not known.
         sql, args = "(pipelined statements)", None
         if current is not None and not pipelined:
-            sql, args = current[0].sql, current[0].args(current[1])
-        elif not pipelined:
-            sql = "(merged statement)"
+            sql, args = current.sql, current.args
         raise DBAPIError.instance(
             sql, args, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
         ) from exc
@@ -133,28 +137,52 @@ def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
 # Rows per merged statement: far below SQLite's 32,766 bound parameters at 31 columns a row.
 MERGE_ROWS = 200
 _ONE = StepResult(1, [])
-Unit = tuple[str | None, list[Any] | None, list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One statement to run: for the steps `idxs`. rows == 0: a single step, whose own result
+    is returned; otherwise it must change exactly `rows` rows (merged or combined steps)."""
+
+    sql: str
+    args: Any
+    idxs: list[int]
+    rows: int
+
+
+def _single(step: Step, i: int) -> Unit:
+    prep, params = step
+    return Unit(prep.sql, prep.args(params), [i], 0)
 
 
 def _plan(steps: Sequence[Step]) -> list[Unit]:
-    """Statements to run, in order of first appearance: (merged SQL, its values, the steps it
-    stands for), or (None, None, [i]) for a step that runs alone."""
+    """Statements to run, in order of first appearance of each prepared statement."""
     groups: dict[int, list[int]] = {}
     for i, (prep, _) in enumerate(steps):
         groups.setdefault(id(prep), []).append(i)
     units: list[Unit] = []
     for idxs in groups.values():
         prep = steps[idxs[0]][0]
-        if prep.merge is None or len(idxs) == 1:
-            units.extend((None, None, [i]) for i in idxs)
+        if len(idxs) == 1 or (prep.merge is None and prep.combine is None):
+            units.extend(_single(steps[i], i) for i in idxs)
             continue
-        row = prep.merge.row
-        for start in range(0, len(idxs), MERGE_ROWS):
-            chunk = idxs[start : start + MERGE_ROWS]
+        rows = [steps[i][1] for i in idxs]
+        if prep.combine is not None:
+            rows = prep.combine(rows)
+        if prep.merge is None:  # combined only: one statement per remaining row
+            units.extend(
+                Unit(prep.sql, prep.args(r), idxs if n == 0 else [], 1) for n, r in enumerate(rows)
+            )
+            continue
+        pick = prep.merge.row
+        for start in range(0, len(rows), MERGE_ROWS):
+            chunk = rows[start : start + MERGE_ROWS]
             args: list[Any] = []
-            for i in chunk:
-                args.extend(row(steps[i][1]))
-            units.append((prep.merged_sql(len(chunk)), args, chunk))
+            for r in chunk:
+                args.extend(pick(r))
+            units.append(
+                Unit(prep.merged_sql(len(chunk)), args, idxs if start == 0 else [], len(chunk))
+            )
     return units
 
 

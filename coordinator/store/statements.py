@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import sqlite3
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +48,25 @@ def _cas_merge() -> Merge:
         f") AS v WHERE {_q(jobs.name)}.job_id = v.column1 AND {_q(jobs.name)}.version = v.column2"
     )
     return Merge(sql=lambda n: head + _rows(n, len(keys)) + where, row=operator.itemgetter(*keys))
+
+
+def _add_up(
+    counters: tuple[str, ...],
+) -> Callable[[list[Mapping[str, Any]]], list[Mapping[str, Any]]]:
+    """Outcome rows of one round added up per miner (new dicts; the steps' rows stay as sent)."""
+
+    def combine(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            seen = out.get(row["miner_id"])
+            if seen is None:
+                out[row["miner_id"]] = dict(row)
+            else:
+                for c in counters:
+                    seen[c] += row[c]
+        return list(out.values())
+
+    return combine
 
 
 class WriteStatements:
@@ -99,8 +118,8 @@ class WriteStatements:
             dialect,
         )
         counters = ("completed", "failed", "total_duration_ms")
-        # Rows for one miner in one merged statement add up in turn (SQLite applies each row's
-        # upsert to the row as the earlier ones left it).
+        # One round's outcomes are first added up per miner (_add_up): a batch of completions
+        # costs one upsert per miner, not one per job, and the miner's row is changed once.
         added = ", ".join(
             f"{_q(c)} = {_q(miners.name)}.{_q(c)} + excluded.{_q(c)}" for c in counters
         )
@@ -115,4 +134,5 @@ class WriteStatements:
                 if merging
                 else None
             ),
+            combine=_add_up(counters),
         )

@@ -308,7 +308,7 @@ async def test_receipt_order_signed_and_written_with_the_update_only(store, make
     # A receipt that cannot be issued undoes the job's update and says why.
     job.error_message = "must not stick"
     bad = _order(job.job_id, signer, attester, artifact_hash="md5:00")
-    with pytest.raises(Internal, match="receipt could not be issued.*artifact_hash"):
+    with pytest.raises(Internal, match=r"receipt could not be issued.*artifact_hash"):
         await store.update_job(job, 2, receipt=bad)
     got = await store.get_job(job.job_id)
     assert got.version == 2 and got.error_message == "" and bad.record is None
