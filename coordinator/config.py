@@ -109,6 +109,22 @@ class CoordinatorConfig:
     max_poll_wait_s: int = _f(
         60, "Longest long-poll a polling miner may ask for, seconds.", min=1, max=300
     )
+    prefetch_per_slot: int = _f(
+        1,
+        "Jobs kept ready per slot of a streaming miner whose recent jobs are short (see "
+        "AITBC_PREFETCH_MAX_JOB_MS): stored as assigned to it, sent the moment a slot frees "
+        "instead of after another commit; 0: none.",
+        min=0,
+        max=16,
+    )
+    prefetch_max_job_ms: int = _f(
+        1000,
+        "Jobs are kept ready only for miners whose recent jobs took less than this "
+        "(moving average), milliseconds; a kept job not sent within twice this goes back "
+        "to the queue.",
+        min=10,
+        max=60000,
+    )
     public_url: str = _f(
         "",
         "Base URL clients and miners reach the REST gateway at (artifact links); empty: http://<http_host>:<http_port>.",
@@ -199,6 +215,8 @@ class CoordinatorConfig:
             watch_poll_interval_s=self.watch_poll_interval_s,
             start_write_delay_s=self.start_write_delay_ms / 1000,
             max_poll_wait_s=self.max_poll_wait_s,
+            prefetch_per_slot=self.prefetch_per_slot,
+            prefetch_max_job_s=self.prefetch_max_job_ms / 1000,
             coordinator_id=self.coordinator_id,
         )
 

@@ -49,6 +49,8 @@ class Workload:
     submit_batch: int = 0
     # One SubmitJobStream call, one message per job, `concurrency` awaiting their answer
     submit_stream: bool = False
+    # Extra AITBC_* settings for the coordinator (--coordinator-env), e.g. for A/B runs
+    coordinator_env: tuple[tuple[str, str], ...] = ()
 
 
 @contextlib.contextmanager
@@ -343,6 +345,7 @@ async def run(backend: str, w: Workload, *, pg_url: str, profile_dir: Path | Non
                 "AITBC_LOG_LEVEL": "WARNING",
                 # The default per-key limits (submit=100/s) would be the bottleneck measured.
                 "AITBC_RATE_LIMITS": "",
+                **dict(w.coordinator_env),
             },
             Path(tmp),
             label=backend,

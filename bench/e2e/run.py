@@ -68,6 +68,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("AITBC_"):
+        raise argparse.ArgumentTypeError(f"expected AITBC_KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="bench.e2e.run", description=__doc__.splitlines()[0] if __doc__ else None
@@ -111,6 +118,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="run every side this many times, Celery first in every other round; then print "
         "medians and the median of the per-round ratios (a shared box drifts between sides)",
+    )
+    ap.add_argument(
+        "--coordinator-env",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="AITBC_KEY=VALUE",
+        help="an extra setting for the AITBC coordinator (repeatable), e.g. "
+        "AITBC_PREFETCH_PER_SLOT=0 for an A/B run",
     )
     ap.add_argument("--pg-url", default=POSTGRES_URL)
     ap.add_argument("--redis-url", default=REDIS_URL)
@@ -201,10 +217,12 @@ async def main(argv: list[str] | None = None) -> None:
         args.warmup,
         args.miner_procs,
         args.rtt_jobs,
+        coordinator_env=tuple(args.coordinator_env),
     )
     print(
         f"e2e: {w.jobs} echo jobs, {w.miners} miners x {w.slots} slots "
-        f"(Celery: concurrency {w.miners}), {w.concurrency} submits in flight, warm-up {w.warmup}",
+        f"(Celery: concurrency {w.miners}), {w.concurrency} submits in flight, warm-up {w.warmup}"
+        + "".join(f", {k}={v}" for k, v in w.coordinator_env),
         flush=True,
     )
     load0 = _load()
@@ -239,6 +257,7 @@ async def main(argv: list[str] | None = None) -> None:
         "rtt_jobs": w.rtt_jobs,
         "cores": os.cpu_count(),
         "loadavg_before": load0,
+        **({"coordinator_env": dict(w.coordinator_env)} if w.coordinator_env else {}),
     }
     for i, (outs, base) in enumerate(rounds, start=1):
         print(json_line(outs, base, {**params, "round": i} if args.rounds > 1 else params))

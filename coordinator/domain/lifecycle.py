@@ -62,13 +62,33 @@ def assign(
     now: float,
     unit_price: Decimal | None,
     unit_type: str,
+    grace_s: float = 0.0,
 ) -> Job:
+    """`grace_s`: time the assignment may wait at the coordinator before it is sent (a job kept
+    ready for a busy miner); the run timeout counts from the send, so the deadline moves by it."""
     new = _moved(job, A)
     new.miner_id, new.lease_id = miner_id, lease_id
     new.assigned_at, new.started_at = now, None
-    new.deadline_at = now + job.run_timeout_s
+    new.deadline_at = now + job.run_timeout_s + grace_s
     new.unit_price, new.unit_type = unit_price, unit_type
     new.attempts.append(Attempt(attempt=job.attempt, miner_id=miner_id, assigned_at=now))
+    return new
+
+
+def unassign(job: Job) -> Job:
+    """An assignment the miner was never sent goes back to the queue: the same attempt, and no
+    record of the assignment (a job kept ready for a miner that drained, left or took too long)."""
+    if job.state is not A:
+        raise errors.FailedPrecondition(
+            f"job {job.job_id} is {job.state.value}; only an unsent assignment goes back",
+            reason="invalid_transition",
+            metadata={"from": job.state.value, "to": Q.value},
+        )
+    new = _moved(job, Q)
+    if new.attempts and not new.attempts[-1].outcome:
+        new.attempts.pop()
+    _release(new)
+    new.deadline_at = new.created_at + new.ttl_s
     return new
 
 

@@ -12,6 +12,11 @@ from coordinator.domain.model import Constraints, Job
 Key = tuple[int, float, str]
 
 
+def order_key(job: Job) -> Key:
+    """Dispatch order: priority (high first), then FIFO."""
+    return (-job.constraints.priority, job.created_at, job.job_id)
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedJob:
     job_id: str
@@ -34,7 +39,7 @@ class JobQueue:
     def add(self, job: Job) -> bool:
         if job.job_id in self._entries:
             return False
-        key = (-job.constraints.priority, job.created_at, job.job_id)
+        key = order_key(job)
         self._entries[job.job_id] = QueuedJob(job.job_id, job.service, job.constraints, key)
         bisect.insort(self._lists.setdefault(job.service, []), key)
         return True

@@ -123,6 +123,7 @@ class Coordinator:
             ranker or DefaultRanker(),
             self.clock,
             self._deliver_assignment,
+            stage_grace_s=self.settings.stage_max_wait_s + self.settings.sweep_interval_s,
         )
         self.receipts = receipts
         # job id -> its watchers' queues; (event, None) tells a settle() the coordinator stops.
@@ -171,6 +172,8 @@ class Coordinator:
                 await task
         self._tasks = []
         await self.flush_starts()
+        for s in list(self.sessions.values()):
+            self.dispatcher.give_back_staged(s, "the coordinator is stopping")
         await self.dispatcher.settle()
         for s in list(self.sessions.values()):
             if s.connected:
@@ -228,9 +231,10 @@ class Coordinator:
         try:
             if direct is None:
                 return await self.book.insert(job), True
-            session, lease_id = direct
+            session, lease_id, grace = direct
             try:
-                stored = await self.book.insert(self.dispatcher.assign_to(job, session, lease_id))
+                assigned = self.dispatcher.assign_to(job, session, lease_id, grace)
+                stored = await self.book.insert(assigned)
             except BaseException:
                 self.dispatcher.unreserve(session)
                 raise
@@ -372,13 +376,15 @@ class Coordinator:
             self._progress.pop(new.job_id, None)
             self._take_start(new.job_id, old.lease_id)
             s = self.sessions.get(old.miner_id)
-            if s is not None and s.leases.pop(old.lease_id, None) is not None:
-                s.finishing.discard(old.lease_id)
+            if s is not None and s.drop_lease(old.lease_id):
                 lost = bool(new.attempts) and new.attempts[-1].outcome == "lease_lost"
                 if new.state in (JobState.CANCELED, JobState.EXPIRED) or lost:
                     s.send(CancelOut(old.lease_id, old.job_id, new.error_message or "lease ended"))
+                self.dispatcher.promote(s)
                 self._maybe_forget(s)
                 self.dispatcher.kick()
+            elif s is not None and s.unstage(old.lease_id) is not None:
+                self.dispatcher.kick()  # kept ready and never sent: nothing to tell the miner
         self._publish(new.job_id, "state", new)
 
     def _publish(self, job_id: str, event: str, job: Job) -> None:
@@ -394,7 +400,7 @@ class Coordinator:
         if self.sessions.get(session.miner_id) is not session:
             # The miner reconnected (or was swept) while the assignment was being written: its
             # current connection never heard of this lease, so the job goes back to the queue.
-            session.leases.pop(out.lease_id, None)
+            session.drop_lease(out.lease_id)
             self._background(
                 self._lose(
                     out.job.job_id,
@@ -404,7 +410,9 @@ class Coordinator:
                 )
             )
             return
-        if not session.send(out):
+        if session.send(out):
+            session.sent_mono[out.lease_id] = self.clock.monotonic()
+        else:
             log.warning("miner %s is not reading its stream; closing it", session.miner_id)
             session.connected = False
 
@@ -448,11 +456,14 @@ class Coordinator:
             capabilities=caps,
             public_key=public_key,
             batches=batches,
+            prefetch=profile.slots * self.settings.prefetch_per_slot if mode == "stream" else 0,
+            prefetch_max_job_s=self.settings.prefetch_max_job_s,
         )
         old = self.sessions.get(miner_id)
         carried = dict(old.leases) if old is not None else {}
         if old is not None:
             self._end_session(old, "replaced by a newer connection")
+            session.job_time_s = old.job_time_s
         held_ids = dict(held)
         kept = [lease for lease in held_ids if lease in carried]
         dropped = [lease for lease in held_ids if lease not in carried]
@@ -483,6 +494,7 @@ class Coordinator:
             s.connected = False
             s.send(Close(reason))
         s.pending_event.set()
+        self.dispatcher.give_back_staged(s, f"the miner's connection ended: {reason}")
 
     def _maybe_forget(self, s: MinerSession) -> None:
         if not s.connected and not s.leases and self.sessions.get(s.miner_id) is s:
@@ -493,6 +505,7 @@ class Coordinator:
         if self.sessions.get(session.miner_id) is not session:
             return
         session.connected = False
+        self.dispatcher.give_back_staged(session, "the miner's stream ended")
         self._maybe_forget(session)
         rec = await self.store.get_miner(session.miner_id)
         if rec is not None:
@@ -561,6 +574,7 @@ class Coordinator:
 
     def drain(self, session: MinerSession) -> None:
         session.draining = True
+        self.dispatcher.give_back_staged(session, "the miner is draining")
         session.send(DrainOut("draining: finish held jobs, nothing new will be assigned"))
 
     def _leased_to(self, job: Job, miner_id: str, lease_id: str) -> bool:
@@ -735,9 +749,10 @@ class Coordinator:
         claim joins the same group commit). A refused report keeps the slot free only while
         the lease is still held (the miner runs it no more; its heartbeats drop it)."""
         s = self.sessions.get(miner_id)
-        if s is None or not s.finish(lease_id):
+        if s is None or not s.finish(lease_id, self.clock.monotonic()):
             yield
             return
+        self.dispatcher.promote(s)  # a job kept ready goes out now, before this report's commit
         self.dispatcher.kick()
         try:
             yield
@@ -890,6 +905,13 @@ class Coordinator:
                 )
                 s.leases.clear()
                 s.finishing.clear()
+                s.sent_mono.clear()
+        waited = self.settings.stage_max_wait_s
+        for s in list(self.sessions.values()):
+            if s.staged:
+                self.dispatcher.give_back_staged(
+                    s, f"kept ready {waited:g} s without a free slot", older_than_mono=mono - waited
+                )
         now = self.clock.now()
         due = await self.store.due_jobs(now, limit=1000)
 
@@ -913,10 +935,14 @@ class Coordinator:
                 self.dispatcher.offer(job)
 
     async def reconcile(self) -> None:
-        """Leases ended elsewhere (another process canceled the job): tell the miner, free the slot."""
+        """Leases ended elsewhere (another process canceled the job): tell the miner, free the
+        slot; a job kept ready for a miner is dropped from its stage."""
         held = {
             job_id: (s, lease) for s in self.sessions.values() for lease, job_id in s.leases.items()
         }
+        held.update(
+            (e.job.job_id, (s, e.job.lease_id)) for s in self.sessions.values() for e in s.staged
+        )
         if not held:
             return
         for job in await self.store.get_jobs(list(held)):
@@ -926,12 +952,14 @@ class Coordinator:
                 # written): what the store shows is this process's own, not another's.
                 continue
             if job.lease_id != lease or not job.state.leased:
-                if s.leases.pop(lease, None) is not None:
-                    s.finishing.discard(lease)
+                if s.drop_lease(lease):
                     s.send(CancelOut(lease, job.job_id, job.error_message or "lease ended"))
-                    self.book.remember(job)
-                    self._maybe_forget(s)
-                    self.dispatcher.kick()
+                    self.dispatcher.promote(s)
+                elif s.unstage(lease) is None:
+                    continue
+                self.book.remember(job)
+                self._maybe_forget(s)
+                self.dispatcher.kick()
 
     # == admin ==============================================================================
     async def miners(self) -> list[MinerView]:

@@ -41,12 +41,25 @@ class AckOut:
     receipt: str = ""
 
 
+@dataclass(slots=True)
+class Staged:
+    """A job stored ASSIGNED to a miner and kept ready here: it goes out as soon as one of the
+    miner's slots frees, without waiting for a commit (Dispatcher.promote)."""
+
+    key: tuple[int, float, str]  # queue.order_key: priority (high first), then FIFO
+    job: Job
+    at_mono: float  # when it was staged (a job kept too long goes back to the queue)
+
+
 class Close:
     """Sentinel: the coordinator ends this stream (replaced by a newer one, or silent)."""
 
     def __init__(self, reason: str):
         self.reason = reason
 
+
+# Weight of the newest job in the moving average of a miner's job time.
+_JOB_TIME_WEIGHT = 0.2
 
 Outbound = AssignmentOut | CancelOut | DrainOut | AckOut | Close
 
@@ -60,7 +73,15 @@ class MinerSession:
     last_seen_mono: float
     session_id: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     leases: dict[str, str] = field(default_factory=dict)  # lease_id -> job_id
-    reserved: int = 0  # slots promised to claims being written
+    reserved: int = 0  # slots (or stage places) promised to claims being written
+    # Jobs claimed for this miner and not sent yet, in dispatch order: at most `prefetch`, and
+    # only while its recent jobs are short (stage_room). Streaming miners only.
+    staged: list[Staged] = field(default_factory=list)
+    prefetch: int = 0
+    prefetch_max_job_s: float = 0.0
+    # Moving average of assignment sent -> result or failure received; None before the first.
+    job_time_s: float | None = None
+    sent_mono: dict[str, float] = field(default_factory=dict)  # lease_id -> when it was sent
     # Leases whose result or failure this miner sent and the coordinator is writing: the miner
     # runs them no more, so their slots are free already (the next claim shares that write).
     finishing: set[str] = field(default_factory=set)
@@ -80,29 +101,66 @@ class MinerSession:
     poll_waiters: int = 0
 
     @property
-    def free_slots(self) -> int:
-        if self.draining or not self.connected:
-            return 0
+    def running(self) -> int:
+        """Leases the miner runs: held, and no result or failure reported yet."""
         held = len(self.leases)
         if self.finishing:
             held -= len(self.finishing & self.leases.keys())
-        return max(0, self.profile.slots - held - self.reserved)
+        return held
 
-    def finish(self, lease_id: str) -> bool:
+    @property
+    def free_slots(self) -> int:
+        if self.draining or not self.connected:
+            return 0
+        return max(0, self.profile.slots - self.running - self.reserved - len(self.staged))
+
+    @property
+    def stage_room(self) -> int:
+        """How many jobs may be kept ready for this miner: `prefetch` while its recent jobs
+        are short (for long jobs a commit's wait is nothing, and a kept job would only wait
+        behind them), else none."""
+        t = self.job_time_s
+        if self.mode != "stream" or t is None or t >= self.prefetch_max_job_s:
+            return 0
+        return self.prefetch
+
+    def finish(self, lease_id: str, mono_now: float) -> bool:
         """The miner reported this lease's end: its slot is free while the report is written.
         False when the lease is not held here (stale, or another connection's)."""
         if lease_id not in self.leases or lease_id in self.finishing:
             return False
         self.finishing.add(lease_id)
+        sent = self.sent_mono.pop(lease_id, None)
+        if sent is not None:
+            took = max(0.0, mono_now - sent)
+            t = self.job_time_s
+            self.job_time_s = took if t is None else t + (took - t) * _JOB_TIME_WEIGHT
         return True
+
+    def drop_lease(self, lease_id: str) -> bool:
+        """The lease ended: False when this miner did not hold it."""
+        self.sent_mono.pop(lease_id, None)
+        self.finishing.discard(lease_id)
+        return self.leases.pop(lease_id, None) is not None
+
+    def unstage(self, lease_id: str) -> Staged | None:
+        """Take a kept job out (its lease ended, or it goes back to the queue)."""
+        for i, entry in enumerate(self.staged):
+            if entry.job.lease_id == lease_id:
+                return self.staged.pop(i)
+        return None
 
     @property
     def capacity(self) -> int:
-        """Assignments the dispatcher may hand out now (push with credit)."""
+        """Assignments the dispatcher may hand out now (push with credit; for a streaming
+        miner with short jobs, also places to keep jobs ready)."""
         free = self.free_slots
         if self.mode == "poll":
             return max(0, min(free, self.poll_waiters - len(self.pending)))
-        return free
+        if self.draining or not self.connected:
+            return 0
+        room = self.profile.slots + self.stage_room
+        return max(0, room - self.running - self.reserved - len(self.staged))
 
     def silent_for(self, mono_now: float) -> float:
         return mono_now - self.last_seen_mono

@@ -38,4 +38,14 @@ class Settings:
     # failure comes first and carries it in the same write (short jobs: one write, not two).
     start_write_delay_s: float = 0.05
     max_poll_wait_s: int = 60
+    # Jobs kept ready per slot of a streaming miner whose recent jobs took less than
+    # prefetch_max_job_s (0: none): a freed slot takes the next job without waiting for a
+    # commit. A kept job not sent within stage_max_wait_s goes back to the queue.
+    prefetch_per_slot: int = 1
+    prefetch_max_job_s: float = 1.0
     coordinator_id: str = "coordinator-1"
+
+    @property
+    def stage_max_wait_s(self) -> float:
+        """How long a job kept ready for a miner may wait before it goes back to the queue."""
+        return 2 * self.prefetch_max_job_s

@@ -31,6 +31,8 @@ def test_env_example_is_current():
         ({"AITBC_SERVICES": "ffmpeg,Not A Service"}, "AITBC_SERVICES"),
         ({"AITBC_HEARTBEAT_INTERVL_S": "5"}, "AITBC_HEARTBEAT_INTERVL_S"),  # a typo is not ignored
         ({"AITBC_LOG_LEVEL": "LOUD"}, "AITBC_LOG_LEVEL"),
+        ({"AITBC_PREFETCH_PER_SLOT": "17"}, "AITBC_PREFETCH_PER_SLOT"),
+        ({"AITBC_PREFETCH_MAX_JOB_MS": "5"}, "AITBC_PREFETCH_MAX_JOB_MS"),
     ],
 )
 def test_bad_values_name_the_key(env, named):
@@ -60,3 +62,15 @@ def test_entry_point_fails_fast_naming_the_key(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 2 and "AITBC_GRPC_PORT" in proc.stderr
+
+
+def test_prefetch_settings_reach_the_domain():
+    cfg = load_config(
+        CoordinatorConfig,
+        env={"AITBC_PREFETCH_PER_SLOT": "2", "AITBC_PREFETCH_MAX_JOB_MS": "250"},
+        env_file=None,
+        allow=OTHER_COMPONENTS,
+    )
+    settings = cfg.settings()
+    assert (settings.prefetch_per_slot, settings.prefetch_max_job_s) == (2, 0.25)
+    assert settings.stage_max_wait_s == 0.5

@@ -133,3 +133,38 @@ async def test_cancel_queued_over_grpc(api):
     assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     r = await api.http.post(f"/v1/jobs/{job_id}/cancel", json={}, headers=api.h("alice"))
     assert r.status_code == 409
+
+
+async def test_a_miner_with_short_jobs_has_the_next_one_kept_ready(api):
+    """Once a miner's jobs prove short, one more per slot is claimed for it and kept here
+    (ASSIGNED, not sent): it goes out when the slot frees. Never more than the slots are sent,
+    and a drain gives the kept job back to the queue."""
+    miner = await StreamMiner(api.app.grpc_target, KEYS["miner"]["m1"], caps(slots=1)).start()
+    first = await submit(api)
+    a = (await miner.next("assignment")).assignment
+    miner.result(a, {"n": 1})
+    assert (await miner.next("ack")).ack.accepted
+    second, third = await submit(api), await submit(api)
+    b = (await miner.next("assignment")).assignment
+    assert b.job.job_id == second
+    assert await no_assignment(miner)  # one slot: nothing more is sent...
+    kept = await state(api, third)  # ...but the next job is claimed for this miner
+    assert kept.state == job_pb.JOB_STATE_ASSIGNED and kept.miner_id == "m1"
+    miner.result(b, {"n": 2})
+    c = (await miner.next("assignment")).assignment
+    assert c.job.job_id == third
+    fourth = await submit(api)  # the slot is busy: kept ready at once (stored ASSIGNED)
+    assert (await state(api, fourth)).state == job_pb.JOB_STATE_ASSIGNED
+    # Draining: the miner finishes what it holds; the kept job goes back, no attempt counted.
+    miner.send(drain=miner_pb.DrainNotice(reason="maintenance"))
+    await miner.next("drain")
+    async with asyncio.timeout(10):
+        while (await state(api, fourth)).state != job_pb.JOB_STATE_QUEUED:
+            await asyncio.sleep(0.02)
+    back = await state(api, fourth)
+    assert back.attempt == 1 and back.miner_id == "" and list(back.attempts) == []
+    miner.result(c, {"n": 3})
+    assert (await miner.next("ack")).ack.accepted
+    assert await no_assignment(miner)
+    assert (await state(api, first)).state == job_pb.JOB_STATE_COMPLETED
+    await miner.close()
