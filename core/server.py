@@ -15,6 +15,8 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core.accept import AcceptAhead
+
 log = logging.getLogger("aitbc.server")
 
 MiB = 1024 * 1024
@@ -73,6 +75,15 @@ class ServerConfig:
             "max": 3600,
         },
     )
+    grpc_accept_ahead: int = dataclasses.field(
+        default=16,
+        metadata={
+            "doc": "Calls of each RPC method the server stands ready to take in one event-loop "
+            "turn, beyond grpc.aio's one (core/accept.py); 0: grpc.aio's own accept only.",
+            "min": 0,
+            "max": 256,
+        },
+    )
 
     def channel_options(self) -> list[tuple[str, int]]:
         ms = lambda s: int(s * 1000)  # noqa: E731
@@ -125,8 +136,10 @@ class RunningServer:
         health_servicer: health.aio.HealthServicer,
         services: Sequence[str],
         config: ServerConfig,
+        accept: AcceptAhead | None = None,
     ) -> None:
         self.server = server
+        self.accept = accept
         self.port = port
         self.health = health_servicer
         self.services = tuple(services)
@@ -168,6 +181,8 @@ class RunningServer:
             await asyncio.sleep(0)  # let stop() refuse new calls before the drain hooks run
             await _run_hooks(self._hooks["drain"], "drain", reverse=False)
             await stopping
+            if self.accept is not None:
+                await self.accept.stop()
             log.info("shutdown phase close", extra={"phase": "close"})
             await _run_hooks(self._hooks["close"], "close", reverse=True)
             log.info("shutdown complete")
@@ -196,10 +211,9 @@ async def create_server(
     names = [s.name for s in services]
     if len(set(names)) != len(names):
         raise ValueError(f"service registered twice: {names}")
-    server = grpc.aio.server(
-        interceptors=[interceptor] if interceptor is not None else None,
-        options=config.channel_options(),
-    )
+    interceptors = [interceptor] if interceptor is not None else []
+    server = grpc.aio.server(interceptors=interceptors or None, options=config.channel_options())
+    accept = AcceptAhead(server, interceptors, ahead=config.grpc_accept_ahead)
     for binding in services:
         binding.add_to_server(binding.servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -214,12 +228,13 @@ async def create_server(
     if port == 0:
         raise OSError(f"cannot bind gRPC server to {address}")
     await server.start()
+    accept.start()
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "grpc server listening", extra={"address": f"{config.grpc_host}:{port}", "services": names}
     )
-    return RunningServer(server, port, health_servicer, names, config)
+    return RunningServer(server, port, health_servicer, names, config, accept)
 
 
 async def serve_until_signal(

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from core.context import Principal, current_principal
 from core.interceptors import ServerPipeline
 from core.server import (
     RunningServer,
@@ -250,5 +251,78 @@ async def test_max_message_size_is_enforced():
                     jobs_pb.GetJobRequest(job_id="x" * 10_000)
                 )
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await running.shutdown(grace_s=0)
+
+
+class GatedJobs(jobs_grpc.JobServiceServicer):
+    """GetJob answers once `n` calls are inside the handler together."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.inside = 0
+        self.all_in = asyncio.Event()
+        self.callers: list[str] = []
+
+    async def GetJob(self, request: jobs_pb.GetJobRequest, context: grpc.aio.ServicerContext):
+        self.callers.append(current_principal().id)  # the interceptor ran for this call
+        self.inside += 1
+        if self.inside >= self.n:
+            self.all_in.set()
+        await self.all_in.wait()
+        return jobs_pb.GetJobResponse(job=job_pb.Job(job_id=request.job_id))
+
+
+class _Anyone:
+    async def authenticate(self, method, metadata):
+        return Principal(id=metadata.get("x-api-key", "anonymous"), role="client", key_id="k")
+
+
+async def test_extra_accept_loops_take_calls_through_the_interceptors():
+    ahead, n = 8, 9
+    jobs = GatedJobs(n)
+    running = await create_server(
+        [ServiceBinding(JOBS, jobs_grpc.add_JobServiceServicer_to_server, jobs)],
+        config=ServerConfig(grpc_port=0, grpc_accept_ahead=ahead),
+        interceptor=ServerPipeline(authenticator=_Anyone()),
+    )
+    try:
+        accept = running.accept
+        assert accept is not None
+        # Every registered method (the JobService's, health's) has `ahead` more requests out.
+        methods = len(jobs_pb.DESCRIPTOR.services_by_name["JobService"].methods)
+        assert accept.loops >= ahead * methods > 0 and accept.loops % ahead == 0
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = jobs_grpc.JobServiceStub(channel)
+            calls = [
+                stub.GetJob(jobs_pb.GetJobRequest(job_id=f"j{i}"), metadata=(("x-api-key", "c"),))
+                for i in range(n)
+            ]
+            await asyncio.wait_for(jobs.all_in.wait(), 10)
+            # Taken by the extra loops (grpc's own loop holds one request per method).
+            assert len(accept._calls) >= n - 1
+            replies = await asyncio.gather(*calls)
+        assert sorted(r.job.job_id for r in replies) == sorted(f"j{i}" for i in range(n))
+        assert jobs.callers == ["c"] * n
+    finally:
+        await running.shutdown(grace_s=0)
+    assert running.accept.loops == 0  # ended with the server
+
+
+async def test_no_extra_accept_loops_when_turned_off():
+    jobs = GatedJobs(3)
+    running = await create_server(
+        [ServiceBinding(JOBS, jobs_grpc.add_JobServiceServicer_to_server, jobs)],
+        config=ServerConfig(grpc_port=0, grpc_accept_ahead=0),
+        interceptor=ServerPipeline(authenticator=_Anyone()),
+    )
+    try:
+        assert running.accept is not None and running.accept.loops == 0
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = jobs_grpc.JobServiceStub(channel)
+            replies = await asyncio.gather(
+                *(stub.GetJob(jobs_pb.GetJobRequest(job_id=f"j{i}")) for i in range(3))
+            )
+        assert len(replies) == 3
     finally:
         await running.shutdown(grace_s=0)
