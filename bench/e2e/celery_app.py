@@ -1,8 +1,10 @@
-"""Celery 5 app for the bench.e2e comparison: one trivial echo task, Redis broker and results.
+"""Celery 5 apps for the bench.e2e comparison: one trivial echo task, Redis broker and results.
 
-Settings come from BENCH_CELERY_* variables so that the client and the worker node agree:
-BENCH_CELERY_REDIS (URL), BENCH_CELERY_PREFIX (global key prefix isolating this run's keys),
-BENCH_CELERY_READY (a file the worker node creates once it consumes).
+The worker node (`celery -A bench.e2e.celery_app worker`) takes its settings from BENCH_CELERY_*
+variables: BENCH_CELERY_REDIS (URL), BENCH_CELERY_PREFIX (global key prefix isolating this run's
+keys), BENCH_CELERY_READY (a file the worker node creates once it consumes). The benchmark's
+client makes an app of its own per run (make_app): an app caches its broker and backend on first
+use, and each run may use another Redis server.
 """
 
 from __future__ import annotations
@@ -13,37 +15,37 @@ from pathlib import Path
 from celery import Celery
 from celery.signals import worker_ready
 
-REDIS = os.environ.get("BENCH_CELERY_REDIS", "redis://127.0.0.1:6379/0")
-PREFIX = os.environ.get("BENCH_CELERY_PREFIX", "aitbc-bench-celery:")
-
-app = Celery("bench_e2e")
+ECHO = "bench.echo"
 
 
-def configure(redis_url: str, prefix: str) -> None:
-    """Point the app at `redis_url` with every key under `prefix` (before first use)."""
+def echo(value):
+    return value
+
+
+def make_app(redis_url: str, prefix: str) -> Celery:
+    """An app on `redis_url` with every key under `prefix`, and the echo task."""
+    app = Celery("bench_e2e")
     app.conf.update(
         broker_url=redis_url,
         result_backend=redis_url,
         broker_transport_options={"global_keyprefix": prefix},
         result_backend_transport_options={"global_keyprefix": prefix},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
     )
+    app.task(name=ECHO)(echo)
+    return app
 
 
-configure(REDIS, PREFIX)
-app.conf.update(
-    broker_connection_retry_on_startup=True,
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
-    result_expires=3600,
-    worker_send_task_events=False,
-    task_send_sent_event=False,
+app = make_app(
+    os.environ.get("BENCH_CELERY_REDIS", "redis://127.0.0.1:6379/0"),
+    os.environ.get("BENCH_CELERY_PREFIX", "aitbc-bench-celery:"),
 )
-
-
-@app.task(name="bench.echo")
-def echo(value):
-    return value
 
 
 @worker_ready.connect

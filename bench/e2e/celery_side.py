@@ -1,13 +1,22 @@
-"""The Celery side of bench.e2e: one prefork worker node + apply_async load, Redis for both."""
+"""The Celery side of bench.e2e: one prefork worker node + apply_async load, Redis for both.
+
+run_durable: the same against a Redis server of the benchmark's own that appends every write to
+its AOF and fsyncs it before answering (appendfsync always): a broker as durable as the
+coordinator's store, whose commits are fsync'd before anyone is told.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -33,19 +42,17 @@ def _wait_file(path: Path, proc: subprocess.Popen, timeout: float, log: Path) ->
         time.sleep(0.05)
 
 
-# One key prefix and queue per benchmark process: the Celery app caches its backend on first
-# use, so a second run in the same process (--rounds) must keep the first run's settings.
-# Every run deletes its keys afterwards.
-_TAG = uuid.uuid4().hex[:10]
-
-
-def run(w: Workload, *, redis_url: str) -> Outcome:
+def run(
+    w: Workload, *, redis_url: str, name: str = "celery-redis", redis_pid: int | None = None
+) -> Outcome:
+    """One run; `redis_pid`: the Redis server whose CPU is counted (default: every local
+    process named redis-server). Every run has its own keys and deletes them afterwards."""
     from bench.e2e import celery_app
 
-    tag = _TAG
+    tag = uuid.uuid4().hex[:10]
     prefix, queue = f"aitbc-bench-{tag}:", f"bench-{tag}"
-    celery_app.configure(redis_url, prefix)
-    echo = celery_app.echo
+    app = celery_app.make_app(redis_url, prefix)
+    echo = app.tasks[celery_app.ECHO]
     with tempfile.TemporaryDirectory(prefix="aitbc-bench-celery-") as tmp:
         ready, log = Path(tmp) / "ready", Path(tmp) / "worker.log"
         env = clean_env(
@@ -80,9 +87,9 @@ def run(w: Workload, *, redis_url: str) -> Outcome:
             _wait_file(ready, worker, 60, log)
             if w.warmup:
                 warm = [echo.apply_async(({"n": i},), queue=queue) for i in range(w.warmup)]
-                ResultSet(warm).join_native(timeout=120)
+                ResultSet(warm, app=app).join_native(timeout=120)
             cpu = CpuWindow(worker.pid, tree=True).start()
-            redis_cpu = ServerCpu("redis-server").start()
+            redis_cpu = ServerCpu("redis-server", pids=[redis_pid] if redis_pid else None).start()
             client_cpu = CpuWindow(os.getpid()).start()
             t0 = time.perf_counter()
             sent, results = [], []
@@ -90,7 +97,7 @@ def run(w: Workload, *, redis_url: str) -> Outcome:
                 sent.append(time.time())
                 results.append(echo.apply_async(({"n": i, "run": "measured"},), queue=queue))
             t_submitted = time.perf_counter()
-            ResultSet(results).join_native(timeout=600)
+            ResultSet(results, app=app).join_native(timeout=600)
             t_done = time.perf_counter()
             cpu.stop()
             redis_cpu.stop()
@@ -110,9 +117,10 @@ def run(w: Workload, *, redis_url: str) -> Outcome:
                 worker.kill()
                 worker.wait()
             _cleanup(redis_url, prefix)
+            app.close()
     elapsed = t_done - t0
     return Outcome(
-        name="celery-redis",
+        name=name,
         jobs=w.jobs,
         seconds=elapsed,
         jobs_per_s=w.jobs / elapsed,
@@ -138,3 +146,46 @@ def _cleanup(redis_url: str, prefix: str) -> None:
             client.delete(*keys[i : i + 1000])
     finally:
         client.close()
+
+
+def run_durable(w: Workload) -> Outcome:
+    """run() against a Redis server of its own with appendfsync always."""
+    with (
+        tempfile.TemporaryDirectory(prefix="aitbc-bench-redis-") as tmp,
+        _durable_redis(Path(tmp)) as (url, pid),
+    ):
+        return run(w, redis_url=url, name="celery-redis-fsync", redis_pid=pid)
+
+
+@contextlib.contextmanager
+def _durable_redis(workdir: Path) -> Iterator[tuple[str, int]]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise FileNotFoundError("redis-server is not installed")
+    with socket.socket() as s:  # a free port (released again just before Redis takes it)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [exe, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir)]
+    argv += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", ""]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if client.ping() and client.config_get("appendfsync") == {"appendfsync": "always"}:
+                    break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+        client.close()
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -104,8 +104,9 @@ class ServerCpu:
     """CPU seconds a local database or broker server used between start() and stop(): the
     processes named `comm` when it starts (a backend that exits in between is not counted)."""
 
-    def __init__(self, comm: str):
+    def __init__(self, comm: str, *, pids: list[int] | None = None):
         self.comm = comm
+        self._given = pids  # these processes only (a server of the benchmark's own)
         self.pids: list[int] = []
         self.cpu = 0.0
 
@@ -117,7 +118,7 @@ class ServerCpu:
         return out
 
     def start(self) -> ServerCpu:
-        self.pids = pids_named(self.comm)
+        self.pids = list(self._given) if self._given else pids_named(self.comm)
         self._before = self._read()
         return self
 

@@ -23,7 +23,14 @@ from pathlib import Path
 from bench.e2e import aitbc_side, celery_side, profile
 from bench.e2e.aitbc_side import Workload
 from bench.e2e.procs import PROFILE_ENV
-from bench.e2e.stats import Outcome, json_line, median_table, table
+from bench.e2e.stats import (
+    Outcome,
+    json_line,
+    median_ratio_table,
+    median_table,
+    ratio_table,
+    table,
+)
 from core.testing import POSTGRES_URL, REDIS_URL, tcp_reachable
 
 BACKENDS = ("sqlite", "postgres")
@@ -39,7 +46,11 @@ rtt1 p50: the same as one call: SubmitJob with wait_seconds, answered once COMPL
 cpu ms/job: CPU of the coordinator process / Celery worker node (parent + children) per job.
 db ms/job: CPU of the local PostgreSQL server (its processes) / Redis server per job ("-":
   SQLite, inside the coordinator's writer process, or a server on another machine).
-thr x, p50 x, send x, rtt x: ratio to Celery (jobs/s: higher is better; latencies: lower)."""
+thr x, p50 x, send x, rtt x: ratio to Celery (jobs/s: higher is better; latencies: lower).
+celery-redis-fsync: Celery against a Redis server of the benchmark's own that fsyncs every
+  write before answering (appendfsync always), as the coordinator commits before it answers;
+  the machine's Redis (celery-redis) keeps nothing on disk."""
+DURABLE = "celery-redis-fsync"
 
 
 def _load() -> str:
@@ -113,6 +124,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--celery", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument(
+        "--celery-durable",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --celery, also run Celery against a Redis server of the benchmark's own "
+        "with appendfsync always (every write fsync'd, as the coordinator's commits are)",
+    )
+    ap.add_argument(
         "--rounds",
         type=_positive,
         default=1,
@@ -183,6 +201,8 @@ async def _one_round(
         baseline = await _celery(w, args)
     if baseline is not None:
         outcomes.append(baseline)
+    if args.celery and args.celery_durable:
+        outcomes.append(await _celery_durable(w))
     return outcomes, baseline
 
 
@@ -205,6 +225,17 @@ async def _celery(w: Workload, args: argparse.Namespace) -> Outcome:
         flush=True,
     )
     return baseline
+
+
+async def _celery_durable(w: Workload) -> Outcome:
+    durable = await asyncio.to_thread(celery_side.run_durable, w)
+    print(
+        f"  {durable.name}: {durable.jobs_per_s:.0f} jobs/s, publishing took "
+        f"{durable.extra['submit_s']} s, CPU % of one core: worker node "
+        f"{durable.server_cpu_pct:.0f}, client {durable.extra['client_cpu_pct']}",
+        flush=True,
+    )
+    return durable
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -240,8 +271,17 @@ async def main(argv: list[str] | None = None) -> None:
             print()
         print(f"medians of {args.rounds} rounds (ratios: median of the per-round ratios)")
         print(median_table(rounds))
+        if any(o.name == DURABLE for o in outcomes):
+            print()
+            print(f"against {DURABLE}, medians of the per-round ratios")
+            print(median_ratio_table(rounds, DURABLE))
     else:
         print(table(outcomes, baseline))
+        durable = next((o for o in outcomes if o.name == DURABLE), None)
+        if durable is not None:
+            print()
+            print(f"against {DURABLE}")
+            print(ratio_table([o for o in outcomes if o is not baseline], durable))
     print(LEGEND)
     print(f"load average before/after: {load0} / {_load()} (other work on this box skews results)")
     for o in outcomes:

@@ -115,3 +115,40 @@ def median_table(rounds: list[tuple[list[Outcome], Outcome | None]]) -> str:
             f"{f'{statistics.median(rtt1_x):.2f}' if rtt1_x else '-':>6}"
         )
     return "\n".join(rows)
+
+
+def ratio_table(outcomes: list[Outcome], ref: Outcome) -> str:
+    """Each side's ratios to another reference side (rtt1 against the reference's rtt)."""
+    head = f"{'side':<22} {'thr x':>6} {'p50 x':>6} {'send x':>6} {'rtt x':>6} {'rtt1 x':>6}"
+    rows = [head, "-" * len(head)]
+    for o in outcomes:
+        if o is ref:
+            continue
+        rows.append(
+            f"{o.name:<22} {_ratio(o.jobs_per_s, ref.jobs_per_s):>6} "
+            f"{_ratio(o.p50_ms, ref.p50_ms):>6} {_ratio(o.send_p50_ms, ref.send_p50_ms):>6} "
+            f"{_ratio(o.rtt_p50_ms, o.rtt_p50_ms and ref.rtt_p50_ms):>6} "
+            f"{_ratio(o.rtt1_p50_ms, o.rtt1_p50_ms and ref.rtt_p50_ms):>6}"
+        )
+    return "\n".join(rows)
+
+
+def median_ratio_table(rounds: list[tuple[list[Outcome], Outcome | None]], ref_name: str) -> str:
+    """Per side: the median over the rounds of its ratios to that round's `ref_name` side."""
+    names = [o.name for o in rounds[0][0] if o.name != ref_name]
+    head = f"{'side':<22} {'thr x':>6} {'rtt x':>6} {'rtt1 x':>6}"
+    rows = [head, "-" * len(head)]
+
+    def med(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f}" if values else "-"
+
+    for name in names:
+        pairs = []
+        for outs, _ in rounds:
+            ref = next((o for o in outs if o.name == ref_name), None)
+            pairs += [(o, ref) for o in outs if o.name == name and ref is not None]
+        thr = [o.jobs_per_s / r.jobs_per_s for o, r in pairs if r.jobs_per_s]
+        rtt = [o.rtt_p50_ms / r.rtt_p50_ms for o, r in pairs if o.rtt_p50_ms and r.rtt_p50_ms]
+        rtt1 = [o.rtt1_p50_ms / r.rtt_p50_ms for o, r in pairs if o.rtt1_p50_ms and r.rtt_p50_ms]
+        rows.append(f"{name:<22} {med(thr):>6} {med(rtt):>6} {med(rtt1):>6}")
+    return "\n".join(rows)
