@@ -64,8 +64,8 @@ def assign(
     unit_type: str,
     grace_s: float = 0.0,
 ) -> Job:
-    """`grace_s`: time the assignment may wait at the coordinator before it is sent (a job kept
-    ready for a busy miner); the run timeout counts from the send, so the deadline moves by it."""
+    """`grace_s`: the longest the assignment may wait at the coordinator before it is sent (a
+    job kept ready for a busy miner); its run time limit starts no earlier than that."""
     new = _moved(job, A)
     new.miner_id, new.lease_id = miner_id, lease_id
     new.assigned_at, new.started_at = now, None
