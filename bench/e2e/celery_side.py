@@ -110,12 +110,7 @@ def run(
             rtt.sort()
             lat = sorted((_done_at(r) - s) * 1000 for r, s in zip(results, sent, strict=True))
         finally:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            _stop(worker, 30)
             _cleanup(redis_url, prefix)
             app.close()
     elapsed = t_done - t0
@@ -183,9 +178,14 @@ def _durable_redis(workdir: Path) -> Iterator[tuple[str, int]]:
         client.close()
         yield url, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc, 10)
+
+
+def _stop(proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout_s`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

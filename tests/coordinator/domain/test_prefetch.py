@@ -14,16 +14,6 @@ from core.clock import FakeClock
 from .test_service import CAPS, RESULT, assignments, drain_outbox, pump, spec
 
 
-@pytest.fixture
-async def env():
-    clock = FakeClock()
-    store = MemoryJobStore()
-    coord = Coordinator(store, settings=Settings(), clock=clock)
-    await coord.start(background=False)
-    yield coord, clock, store
-    await coord.stop()
-
-
 async def warm(coord, clock, *, slots=1, took_s=0.01):
     """A streaming miner that has run one job, taking `took_s`."""
     s, _, _ = await coord.connect("m1", mode="stream", caps={**CAPS, "slots": slots})

@@ -38,16 +38,6 @@ def spec(
     )
 
 
-@pytest.fixture
-async def env():
-    clock = FakeClock()
-    store = MemoryJobStore()
-    coord = Coordinator(store, settings=Settings(), clock=clock)
-    await coord.start(background=False)
-    yield coord, clock, store
-    await coord.stop()
-
-
 async def pump(coord):
     coord.dispatcher.dispatch_pass()
     await coord.dispatcher.settle()
