@@ -87,7 +87,9 @@ class AcceptAhead:
             while core.is_running():
                 try:
                     state = await core._request_registered_call(raw)
-                except Exception:  # the server is stopping: requests outstanding fail
+                except Exception as exc:  # the server is stopping: requests outstanding fail
+                    if core.is_running():  # not a stop: grpc's own loop goes on alone
+                        log.warning("an accept loop of %s ended: %r", method, exc)
                     return
                 rpc = handle_rpc(method, resolver, self._interceptors, state, loop, False)
                 task = loop.create_task(schedule(rpc, state, loop, method), name="rpc_task")

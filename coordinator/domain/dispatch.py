@@ -59,6 +59,10 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._claims: set[asyncio.Task[None]] = set()
         self._claiming: set[str] = set()
+        # Give-backs whose write failed (the store was unavailable): job id -> (miner, lease).
+        # retry_give_backs() (the sweeper) writes them again, so no job stays assigned to a
+        # miner that never heard of it.
+        self._unwritten: dict[str, tuple[str, str]] = {}
         book.listen(self._on_change)
 
     # -- events -----------------------------------------------------------------------------
@@ -240,6 +244,11 @@ class Dispatcher:
             self.give_back(session, back, why)
             self.kick()
 
+    def retry_give_backs(self) -> None:
+        unwritten, self._unwritten = self._unwritten, {}
+        for job_id, (miner_id, lease_id) in unwritten.items():
+            self._track(self._unassign(miner_id, job_id, lease_id))
+
     async def _unassign(self, miner_id: str, job_id: str, lease_id: str) -> None:
         def transition(job: Job) -> Job | None:
             if (
@@ -252,10 +261,11 @@ class Dispatcher:
 
         try:
             await self.book.mutate(job_id, transition)
-        except errors.AitbcError as exc:
-            log.warning("job %s could not go back to the queue: %s", job_id, exc.message)
-        except Exception:
-            log.exception("job %s could not go back to the queue", job_id)
+        except errors.NotFound:
+            pass
+        except Exception as exc:
+            log.warning("job %s could not go back to the queue yet: %r", job_id, exc)
+            self._unwritten[job_id] = (miner_id, lease_id)
 
     def _track(self, coro) -> None:
         task = asyncio.create_task(coro)

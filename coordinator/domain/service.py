@@ -906,6 +906,7 @@ class Coordinator:
                 s.leases.clear()
                 s.finishing.clear()
                 s.sent_mono.clear()
+        self.dispatcher.retry_give_backs()
         waited = self.settings.stage_max_wait_s
         for s in list(self.sessions.values()):
             if s.staged:

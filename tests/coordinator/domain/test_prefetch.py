@@ -9,6 +9,7 @@ from coordinator.domain.service import Coordinator
 from coordinator.domain.sessions import AssignmentOut, CancelOut, Close
 from coordinator.domain.settings import Settings
 from coordinator.store.memory import MemoryJobStore
+from core import errors
 from core.clock import FakeClock
 
 from .test_service import CAPS, RESULT, assignments, drain_outbox, pump, spec
@@ -239,3 +240,26 @@ async def test_a_closed_session_is_not_sent_kept_jobs(env):
     sent = drain_outbox(s)
     assert isinstance(sent[-1], Close)
     assert len([m for m in sent if isinstance(m, AssignmentOut)]) == 1
+
+
+async def test_a_give_back_the_store_refused_is_written_by_the_next_sweep(env):
+    coord, clock, store = env
+    s = await warm(coord, clock)
+    _j1, j2 = await queue_jobs(coord, clock, 2)
+    await pump(coord)
+    assert [e.job.job_id for e in s.staged] == [j2.job_id]
+    real_update = store.update_job
+
+    async def unavailable(job, expect_version, **kw):
+        raise errors.Unavailable("database unavailable; retry later")
+
+    store.update_job = unavailable
+    coord.drain(s)
+    await coord.dispatcher.settle()
+    assert (await store.get_job(j2.job_id)).state is JobState.ASSIGNED  # not written yet
+    store.update_job = real_update
+    coord.seen(s)
+    await coord.sweep()
+    await coord.dispatcher.settle()
+    back = await store.get_job(j2.job_id)
+    assert (back.state, back.attempt, back.attempts) == (JobState.QUEUED, 1, [])
