@@ -154,13 +154,14 @@ async def test_a_miner_with_short_jobs_has_the_next_one_kept_ready(api):
     c = (await miner.next("assignment")).assignment
     assert c.job.job_id == third
     fourth = await submit(api)  # the slot is busy: kept ready at once (stored ASSIGNED)
-    assert (await state(api, fourth)).state == job_pb.JOB_STATE_ASSIGNED
+    watch = api.jobs.WatchJob(jobs_pb.WatchJobRequest(job_id=fourth), metadata=api.md("alice"))
+    assert (await watch.read()).job.state == job_pb.JOB_STATE_ASSIGNED
     # Draining: the miner finishes what it holds; the kept job goes back, no attempt counted.
     miner.send(drain=miner_pb.DrainNotice(reason="maintenance"))
     await miner.next("drain")
     async with asyncio.timeout(10):
-        while (await state(api, fourth)).state != job_pb.JOB_STATE_QUEUED:
-            await asyncio.sleep(0.02)
+        assert (await watch.read()).job.state == job_pb.JOB_STATE_QUEUED
+    watch.cancel()
     back = await state(api, fourth)
     assert back.attempt == 1 and back.miner_id == "" and list(back.attempts) == []
     miner.result(c, {"n": 3})
