@@ -217,25 +217,21 @@ def _print_side(o: Outcome) -> None:
 
 
 async def _celery(w: Workload, args: argparse.Namespace) -> Outcome:
-    baseline = await asyncio.to_thread(celery_side.run, w, redis_url=args.redis_url)
-    print(
-        f"  {baseline.name}: {baseline.jobs_per_s:.0f} jobs/s, publishing took "
-        f"{baseline.extra['submit_s']} s, CPU % of one core: worker node "
-        f"{baseline.server_cpu_pct:.0f}, client {baseline.extra['client_cpu_pct']}",
-        flush=True,
-    )
-    return baseline
+    return _print_celery(await asyncio.to_thread(celery_side.run, w, redis_url=args.redis_url))
 
 
 async def _celery_durable(w: Workload) -> Outcome:
-    durable = await asyncio.to_thread(celery_side.run_durable, w)
+    return _print_celery(await asyncio.to_thread(celery_side.run_durable, w))
+
+
+def _print_celery(o: Outcome) -> Outcome:
     print(
-        f"  {durable.name}: {durable.jobs_per_s:.0f} jobs/s, publishing took "
-        f"{durable.extra['submit_s']} s, CPU % of one core: worker node "
-        f"{durable.server_cpu_pct:.0f}, client {durable.extra['client_cpu_pct']}",
+        f"  {o.name}: {o.jobs_per_s:.0f} jobs/s, publishing took {o.extra['submit_s']} s, "
+        f"CPU % of one core: worker node {o.server_cpu_pct:.0f}, "
+        f"client {o.extra['client_cpu_pct']}",
         flush=True,
     )
-    return durable
+    return o
 
 
 async def main(argv: list[str] | None = None) -> None:

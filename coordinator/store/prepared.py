@@ -113,8 +113,8 @@ def run_steps(conn: Connection, steps: Sequence[Step]) -> list[StepResult]:
                 cur.execute(unit.sql, unit.args)
         results: list[StepResult] = [_ONE] * len(steps)
         for unit, cur in zip(units, cursors, strict=True):
-            if unit.rows == 0:
-                results[unit.idxs[0]] = _result(cur)
+            if unit.own is not None:
+                results[unit.own] = _result(cur)
             elif cur.rowcount != unit.rows:
                 raise Unmerged(f"{cur.rowcount} of {unit.rows} rows applied")
         return results
@@ -141,18 +141,18 @@ _ONE = StepResult(1, [])
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """One statement to run: for the steps `idxs`. rows == 0: a single step, whose own result
-    is returned; otherwise it must change exactly `rows` rows (merged or combined steps)."""
+    """One statement to run: a single step's (`own`, whose result is returned), or the merged
+    or combined rows of several, which must change exactly `rows` rows."""
 
     sql: str
     args: Any
-    idxs: list[int]
-    rows: int
+    own: int | None
+    rows: int = 0
 
 
 def _single(step: Step, i: int) -> Unit:
     prep, params = step
-    return Unit(prep.sql, prep.args(params), [i], 0)
+    return Unit(prep.sql, prep.args(params), i)
 
 
 def _plan(steps: Sequence[Step]) -> list[Unit]:
@@ -170,9 +170,7 @@ def _plan(steps: Sequence[Step]) -> list[Unit]:
         if prep.combine is not None:
             rows = prep.combine(rows)
         if prep.merge is None:  # combined only: one statement per remaining row
-            units.extend(
-                Unit(prep.sql, prep.args(r), idxs if n == 0 else [], 1) for n, r in enumerate(rows)
-            )
+            units.extend(Unit(prep.sql, prep.args(r), None, 1) for r in rows)
             continue
         pick = prep.merge.row
         for start in range(0, len(rows), MERGE_ROWS):
@@ -180,9 +178,7 @@ def _plan(steps: Sequence[Step]) -> list[Unit]:
             args: list[Any] = []
             for r in chunk:
                 args.extend(pick(r))
-            units.append(
-                Unit(prep.merged_sql(len(chunk)), args, idxs if start == 0 else [], len(chunk))
-            )
+            units.append(Unit(prep.merged_sql(len(chunk)), args, None, len(chunk)))
     return units
 
 

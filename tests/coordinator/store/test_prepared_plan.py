@@ -41,4 +41,4 @@ def test_other_statements_keep_one_row_per_step():
     sql = WriteStatements(postgresql.dialect())
     row = {"b_job_id": "j", "b_expect": 1}
     units = _plan([(sql.job_by_key, row), (sql.job_by_key, row)])
-    assert [(u.rows, u.idxs) for u in units] == [(0, [0]), (0, [1])]
+    assert [(u.rows, u.own) for u in units] == [(0, 0), (0, 1)]
